@@ -28,3 +28,7 @@ class InputError(RarecastError):
                 where += f", row {row}"
             where += ": "
         super().__init__(f"{where}{problem}")
+
+
+class RarecastWarning(UserWarning):
+    """A fit ran but its data are thin or its assumptions doubtful; the message says what to do."""

@@ -1,0 +1,86 @@
+"""What every tail estimator shares: validation of its data, the fit on sorted scores, and bootstrap draws."""
+
+from __future__ import annotations
+
+from typing import ClassVar, Protocol
+
+import numpy as np
+
+from rarecast.errors import ForecastError
+from rarecast.scores import Scores
+
+
+class PsiDistribution(Protocol):
+    """A fitted distribution of psi with a leading replicate axis; :class:`TailModel` is the main one."""
+
+    @property
+    def replicates(self) -> int: ...
+
+    def isf(self, s: np.ndarray) -> np.ndarray: ...
+
+    def worst_psi(self, n: np.ndarray) -> np.ndarray: ...
+
+    def log_sf(self, x: np.ndarray) -> np.ndarray: ...
+
+    def mean_p(self) -> np.ndarray: ...
+
+    def take(self, rows: np.ndarray) -> "PsiDistribution": ...
+
+
+class TailEstimator:
+    """Base class of estimators that fit exact log-probabilities.
+
+    Subclasses set ``name``, validate their parameters in ``__init__`` (once, at the edge) and implement
+    :meth:`fit_sorted`, which fits every row of a (R, m) array of psi sorted in descending order at once. The
+    point fit and the bootstrap replicates for intervals then share one code path.
+    """
+
+    name: ClassVar[str]
+    data_kind: ClassVar[str] = "exact"
+    #: how many of the largest scores the fit needs to be finite
+    min_points: int = 2
+
+    def fit_sorted(self, psi_desc: np.ndarray) -> PsiDistribution:
+        raise NotImplementedError
+
+    def params(self) -> dict:
+        """The estimator's settings, for provenance and reprs."""
+        return {}
+
+    def check(self, scores: Scores) -> np.ndarray:
+        """Return psi sorted descending, or raise ForecastError saying why these scores cannot be fitted."""
+        if scores.kind != self.data_kind:
+            hint = "use method='binomial' for sampled counts" if scores.kind == "counts" else "pick an exact method"
+            raise ForecastError(f"method {self.name!r} fits {self.data_kind} scores but got {scores.kind}; {hint}")
+        psi = np.sort(scores.psi)[::-1]
+        top = psi[: self.min_points]
+        if len(psi) < self.min_points or not np.isfinite(top).all():
+            n_ok = int(np.isfinite(psi).sum())
+            raise ForecastError(
+                f"method {self.name!r} needs at least {self.min_points} queries with 0 < p < 1, got {n_ok} of "
+                f"{len(psi)}; score more queries or lower k"
+            )
+        return psi
+
+    def fit_point(self, scores: Scores) -> PsiDistribution:
+        return self.fit_sorted(self.check(scores)[None, :])
+
+    def draws(self, scores: Scores, n_draws: int, rng: np.random.Generator) -> PsiDistribution:
+        """Replicates for intervals: fits on bootstrap resamples of the evaluation queries."""
+        psi = self.check(scores)
+        idx = rng.integers(0, len(psi), size=(n_draws, len(psi)))
+        boot = -np.sort(-psi[idx], axis=1)
+        return self.fit_sorted(boot)
+
+
+def require_int(name: str, value, low: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+        raise ForecastError(f"{name} must be a whole number >= {low}, got {value!r}")
+    return int(value)
+
+
+def uniform_body(psi_desc: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Atoms and weights for the evaluation scores below the k largest, each weighing 1/m."""
+    m = psi_desc.shape[1]
+    atoms = psi_desc[:, k:]
+    return atoms, np.full(atoms.shape, 1.0 / m)

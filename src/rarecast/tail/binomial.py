@@ -1,0 +1,140 @@
+"""Tail fit for sampled estimates: s of k successes per query, treated as binomial observations.
+
+A query with 0 successes in k samples says only that its p is probably below a few / k; turning it into a
+tiny made-up probability would invent the very tail we want to measure. Instead the distribution of the latent
+psi is modelled as
+
+* a body: free weights on a grid of scores below a threshold u (p = 0 included), and
+* a tail: exponential excesses of psi above u with mass ``tail_mass`` and scale ``sigma``,
+
+and fitted by maximizing the marginal binomial likelihood of the counts, sum_i log sum_c pi_c P(s_i | k_i, c).
+The weights are solved by EM for each sigma, and sigma by a profile over a grid, which also serves as the
+(flat-prior on log sigma) posterior that intervals draw from.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+from scipy.special import logsumexp
+
+from rarecast.errors import ForecastError, RarecastWarning
+from rarecast.scores import Scores, psi_from_logp
+from rarecast.tail.base import TailEstimator
+from rarecast.tail.exponential import check_k, default_k
+from rarecast.tail.model import TailModel
+
+_LAGUERRE_T, _LAGUERRE_W = np.polynomial.laguerre.laggauss(40)
+_LOG_SIGMA_GRID = np.linspace(np.log(0.02), np.log(5.0), 48)
+
+
+def binomial_loglik(s: np.ndarray, k: np.ndarray, logp: np.ndarray) -> np.ndarray:
+    """log P(s | k, p) without the binomial coefficient (constant in p), for s, k (m, 1) and logp (1, C)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        log1m = np.log1p(-np.exp(logp))
+        a = np.where(s > 0, s * logp, 0.0)
+        b = np.where(k - s > 0, (k - s) * log1m, 0.0)
+    return a + b
+
+
+class BinomialPOT(TailEstimator):
+    """Exponential tail for psi fitted to sampled counts by marginal binomial likelihood.
+
+    ``k`` is the number of queries the tail is meant to hold (as in the exact estimators); the threshold is
+    placed at the score of the (k+1)-th query ranked by (s + 1/2) / (trials + 1), which only positions u: the
+    fit itself uses every count through its likelihood.
+    """
+
+    name = "binomial"
+    data_kind = "counts"
+
+    def __init__(self, k: int | str = "auto", grid_size: int = 40):
+        self.k = check_k(k)
+        self.grid_size = int(grid_size)
+
+    def params(self) -> dict:
+        return {"k": self.k}
+
+    def check(self, scores: Scores):
+        if scores.kind != "counts":
+            raise ForecastError(f"method {self.name!r} fits sampled counts; exact log-probabilities need another method")
+        m = scores.m
+        k = default_k(m) if self.k == "auto" else self.k
+        if m < 20 or k >= m:
+            raise ForecastError(f"method {self.name!r} needs at least 20 queries and more than k = {k}; got {m}")
+        hits = int(np.sum(scores.successes > 0))
+        if hits < k:
+            warnings.warn(
+                f"only {hits} of {m} queries had any success, fewer than the {k} the tail fit needs; the tail "
+                "shape rests on thin data. Sample more per query (higher k) or score more queries.",
+                RarecastWarning, stacklevel=3,
+            )
+        if hits == 0:
+            raise ForecastError(f"no query had a success in {int(scores.trials.max())} samples; nothing to fit")
+        return scores.successes.astype(float), scores.trials.astype(float), k
+
+    # -- the fit --------------------------------------------------------------------------------------------
+    def _design(self, s, n, k):
+        crude = np.sort(np.log((s + 0.5) / (n + 1.0)))[::-1]
+        u = float(psi_from_logp(crude[k]))
+        p_u = np.exp(-np.exp(-u))
+        p_min = min(1e-3 / n.max(), p_u / 100)
+        body_logp = np.concatenate([[-np.inf], np.linspace(np.log(p_min), np.log(p_u), self.grid_size, endpoint=False)])
+        body_ll = binomial_loglik(s[:, None], n[:, None], body_logp[None, :])
+        return u, body_logp, body_ll
+
+    def _tail_ll(self, s, n, u, sigma):
+        psi_q = u + sigma * _LAGUERRE_T
+        ll = binomial_loglik(s[:, None], n[:, None], -np.exp(-psi_q)[None, :])
+        return logsumexp(ll, axis=1, b=_LAGUERRE_W[None, :])
+
+    @staticmethod
+    def _em(ll: np.ndarray, pi: np.ndarray, iters: int = 200) -> tuple[np.ndarray, float]:
+        shift = ll.max(axis=1, keepdims=True)
+        lik = np.exp(ll - shift)
+        total = float(shift.sum())
+        for _ in range(iters):
+            mix = lik @ pi
+            new = pi * (lik.T @ (1.0 / mix)) / len(mix)
+            if np.max(np.abs(new - pi)) < 1e-9:
+                pi = new
+                break
+            pi = new
+        return pi, float(np.log(lik @ pi).sum() + total)
+
+    def profile(self, scores: Scores):
+        """Profile log-likelihood over the tail scale grid: (u, body log p grid, sigmas, logliks, weights)."""
+        s, n, k = self.check(scores)
+        u, body_logp, body_ll = self._design(s, n, k)
+        pi = np.full(len(body_logp) + 1, 1.0 / (len(body_logp) + 1))
+        sigmas = np.exp(_LOG_SIGMA_GRID)
+        lls, pis = [], []
+        for sigma in sigmas:
+            ll = np.column_stack([body_ll, self._tail_ll(s, n, u, sigma)])
+            pi, value = self._em(ll, pi)
+            lls.append(value)
+            pis.append(pi.copy())
+        return u, body_logp, sigmas, np.array(lls), np.array(pis)
+
+    def _model(self, u, body_logp, sigma, pi) -> TailModel:
+        atoms = psi_from_logp(body_logp)[::-1][None, :].repeat(len(sigma), axis=0)
+        weights = pi[:, :-1][:, ::-1]
+        r = len(sigma)
+        return TailModel(atoms, weights, np.full(r, u), pi[:, -1], np.asarray(sigma), np.zeros(r))
+
+    def fit_point(self, scores: Scores) -> TailModel:
+        u, body_logp, sigmas, lls, pis = self.profile(scores)
+        best = int(np.argmax(lls))
+        if best == len(sigmas) - 1:
+            raise ForecastError("the fitted tail does not decay (scale at the grid's top); the counts show no tail")
+        return self._model(u, body_logp, sigmas[best : best + 1], pis[best : best + 1])
+
+    def draws(self, scores: Scores, n_draws: int, rng: np.random.Generator) -> TailModel:
+        u, body_logp, sigmas, lls, pis = self.profile(scores)
+        post = np.exp(lls - lls.max())
+        idx = rng.choice(len(sigmas), size=n_draws, p=post / post.sum())
+        # jitter within a grid cell so that draws are not confined to grid values
+        step = _LOG_SIGMA_GRID[1] - _LOG_SIGMA_GRID[0]
+        sigma = sigmas[idx] * np.exp(rng.uniform(-step / 2, step / 2, size=n_draws))
+        return self._model(u, body_logp, sigma, pis[idx])

@@ -1,0 +1,129 @@
+"""The fitted distribution of elicitation scores that every tail estimator produces.
+
+A fit describes the distribution of psi = -log(-log p) over the query distribution as
+
+* a *body*: weighted atoms below a threshold ``u`` (the evaluation scores themselves for exact data, or a
+  grid of latent scores for sampled counts), carrying probability ``1 - tail_mass``;
+* a *tail*: a generalized Pareto excess above ``u`` carrying probability ``tail_mass``, with scale ``sigma``
+  and shape ``xi`` (``xi = 0`` is the exponential tail that the Gumbel-tail method assumes).
+
+Every field has a leading replicate axis ``R`` so that one object holds either the point fit (``R = 1``) or
+many bootstrap or posterior draws for intervals, and every query is vectorized over it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from rarecast.scores import p_from_psi
+
+# Gauss-Laguerre nodes integrate the tail's contribution to E[p] after the substitution s = tail_mass * e^-t.
+_LAGUERRE_T, _LAGUERRE_W = np.polynomial.laguerre.laggauss(60)
+
+
+def gpd_log_sf(excess: np.ndarray, sigma: np.ndarray, xi: np.ndarray) -> np.ndarray:
+    """log P(E > excess) for a generalized Pareto excess; exact at xi = 0 and -inf past a bounded tail's end."""
+    excess = np.maximum(excess, 0.0)
+    t = xi * excess / sigma
+    small = np.abs(xi) < 1e-12
+    safe_xi = np.where(small, 1.0, xi)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        general = np.where(t <= -1.0, -np.inf, -np.log1p(np.maximum(t, -1.0)) / safe_xi)
+    return np.where(small, -excess / sigma, general)
+
+
+def gpd_isf(log_q: np.ndarray, sigma: np.ndarray, xi: np.ndarray) -> np.ndarray:
+    """The excess whose conditional survival is exp(log_q) (log_q <= 0)."""
+    small = np.abs(xi) < 1e-12
+    safe_xi = np.where(small, 1.0, xi)
+    general = sigma * np.expm1(-safe_xi * log_q) / safe_xi
+    return np.where(small, -sigma * log_q, general)
+
+
+@dataclass(frozen=True)
+class TailModel:
+    """Body atoms plus a generalized Pareto tail for psi; arrays carry a leading replicate axis ``R``.
+
+    ``atoms`` (R, A) are sorted descending with ``weights`` (R, A) summing to ``1 - tail_mass``; the scalar
+    parameters are (R,). When ``empirical`` (R, m), the sorted evaluation scores, is given, survival below the
+    largest of them is their empirical fraction and the tail applies only beyond it: the paper's rule for
+    behavior frequency.
+    """
+
+    atoms: np.ndarray
+    weights: np.ndarray
+    threshold: np.ndarray
+    tail_mass: np.ndarray
+    sigma: np.ndarray
+    xi: np.ndarray
+    empirical: np.ndarray | None = None
+
+    @property
+    def replicates(self) -> int:
+        return self.threshold.shape[0]
+
+    def _col(self, a: np.ndarray) -> np.ndarray:
+        return a.reshape(-1, 1)
+
+    def isf(self, s: np.ndarray) -> np.ndarray:
+        """Score psi whose survival probability is ``s``; shape (R, len(s))."""
+        s = np.atleast_1d(np.asarray(s, dtype=float))[None, :]
+        zeta = self._col(self.tail_mass)
+        with np.errstate(divide="ignore"):
+            log_q = np.log(np.minimum(s / zeta, 1.0))
+        tail = self._col(self.threshold) + gpd_isf(log_q, self._col(self.sigma), self._col(self.xi))
+        body = self._body_isf(s)
+        return np.where(s < zeta, tail, body)
+
+    def _body_isf(self, s: np.ndarray) -> np.ndarray:
+        out = np.empty((self.replicates, s.shape[1]))
+        cum = np.cumsum(self.weights, axis=1) + self.tail_mass[:, None]
+        for r in range(self.replicates):
+            j = np.searchsorted(cum[r], s[0] - 1e-12, side="left")
+            out[r] = self.atoms[r, np.minimum(j, self.atoms.shape[1] - 1)] if self.atoms.shape[1] else -np.inf
+        return out
+
+    def worst_psi(self, n: np.ndarray) -> np.ndarray:
+        """Forecast of the largest psi among n queries: the top-1/n quantile."""
+        return self.isf(1.0 / np.asarray(n, dtype=float))
+
+    def log_sf(self, x: np.ndarray) -> np.ndarray:
+        """log P(psi > x); shape (R, len(x))."""
+        x = np.atleast_1d(np.asarray(x, dtype=float))[None, :]
+        u = self._col(self.threshold)
+        with np.errstate(divide="ignore"):
+            tail = np.log(self._col(self.tail_mass)) + gpd_log_sf(x - u, self._col(self.sigma), self._col(self.xi))
+            body = np.log(self._body_sf(x))
+        if self.empirical is None:
+            return np.where(x >= u, tail, body)
+        with np.errstate(divide="ignore"):
+            inside = np.log(np.mean(self.empirical[:, :, None] > x[:, None, :], axis=1))
+        return np.where(x >= self.empirical[:, :1], tail, inside)
+
+    def _body_sf(self, x: np.ndarray) -> np.ndarray:
+        out = np.empty((self.replicates, x.shape[1]))
+        for r in range(self.replicates):
+            # atoms are descending; count the weight of atoms strictly above x
+            asc = self.atoms[r, ::-1]
+            cum_from_top = np.concatenate([[0.0], np.cumsum(self.weights[r])])
+            above = len(asc) - np.searchsorted(asc, x[0], side="right")
+            out[r] = self.tail_mass[r] + cum_from_top[above]
+        return np.minimum(out, 1.0)
+
+    def mean_p(self) -> np.ndarray:
+        """E[p] over the query distribution; shape (R,)."""
+        body = np.sum(self.weights * p_from_psi(self.atoms), axis=1)
+        log_q = -_LAGUERRE_T[None, :]
+        tail_psi = self._col(self.threshold) + gpd_isf(log_q, self._col(self.sigma), self._col(self.xi))
+        tail = self.tail_mass * (p_from_psi(tail_psi) @ _LAGUERRE_W)
+        return body + tail
+
+    def take(self, rows: np.ndarray) -> "TailModel":
+        """The replicates selected by a boolean mask or index array."""
+        pick = lambda a: None if a is None else a[rows]  # noqa: E731
+        return TailModel(
+            pick(self.atoms), pick(self.weights), pick(self.threshold), pick(self.tail_mass),
+            pick(self.sigma), pick(self.xi), pick(self.empirical),
+        )
