@@ -33,6 +33,8 @@ from rarecast.backends.http import (
 from rarecast.queries import Query
 
 LOGPROB_MODES = ("echo", "prompt_logprobs")
+# Scoring requests that may each sample end-of-text before one generated token verifies the alignment.
+_GENERATION_DRAWS = 4
 
 
 def make_backend(spec: str, **opts: Any) -> "OpenAIBackend":
@@ -159,11 +161,17 @@ class OpenAIBackend:
             payload.update(echo=True, logprobs=1)
         else:
             payload.update(prompt_logprobs=0)
-        body = self.client.post_json("completions", payload)
-        choice = _first_choice(body)
-        if self.logprobs_mode == "echo":
-            return continuation_logprob_from_echo(choice, text, len(prompt))
-        return continuation_logprob_from_prompt_logprobs(choice, text, len(prompt))
+        # An end-of-text draw leaves nothing to check the alignment against; draw again (bounded).
+        for draw in range(_GENERATION_DRAWS):
+            body = self.client.post_json("completions", {**payload, "seed": draw})
+            if self.logprobs_mode == "prompt_logprobs":
+                return continuation_logprob_from_prompt_logprobs(body, text, len(prompt))
+            try:
+                return continuation_logprob_from_echo(body, text, len(prompt))
+            except _NothingGenerated:
+                if draw == _GENERATION_DRAWS - 1:
+                    raise
+        raise AssertionError("unreachable: the last draw returns or raises")
 
     def _prompt_text(self, query: Query) -> str:
         if query.prompt is not None:
@@ -251,80 +259,98 @@ class OpenAIBackend:
 # -- parsing the servers' log-prob forms ---------------------------------------------------------------------
 
 
-def continuation_logprob_from_echo(choice: Mapping[str, Any], text: str, boundary: int) -> float:
-    """Sum of the log-probs of the tokens of ``text[boundary:]`` from an ``echo=true`` completions choice.
+def continuation_logprob_from_echo(body: Mapping[str, Any], text: str, boundary: int) -> float:
+    """Sum of the log-probs of the tokens of ``text[boundary:]`` from an ``echo=true, max_tokens=1`` reply.
 
-    ``choice["logprobs"]`` holds ``tokens``, ``token_logprobs`` and ``text_offset`` (character offsets into
-    the echoed text). The continuation must start exactly at a token boundary and its tokens must tile it.
+    The reply's ``logprobs`` holds ``tokens``, ``token_logprobs`` and ``text_offset`` for the echoed text and
+    the generated tokens (``usage.completion_tokens`` of them). The continuation's tokens are found from the
+    end of the echoed text, not from absolute offsets, because llama-cpp-python leaves special tokens' text
+    out of its offsets. Three checks stand between the reply and a number: the generated tokens must spell
+    the generated text (llama-cpp-python shifts every log-prob by one token when the prompt does not start
+    with its BOS token, and then they do not), the continuation must start on a token boundary, and the
+    offsets of its tokens must step by their lengths.
     """
+    choice = _first_choice(body)
     logprobs = choice.get("logprobs")
     if not isinstance(logprobs, Mapping):
         raise QueryError("the reply has no 'logprobs' object; does this server support echo with logprobs?")
     offsets, values, tokens = (logprobs.get(k) for k in ("text_offset", "token_logprobs", "tokens"))
     if not (isinstance(offsets, list) and isinstance(values, list) and isinstance(tokens, list)):
         raise QueryError("the reply's logprobs lack text_offset, token_logprobs or tokens lists")
-    if not len(offsets) == len(values) == len(tokens):
-        raise QueryError("the reply's logprobs lists differ in length")
-    starts = [i for i, off in enumerate(offsets) if off == boundary]
-    if not starts:
-        raise QueryError(
-            f"no token starts where the continuation does (character {boundary}): the tokenizer merges the "
-            "end of the prompt with the start of the continuation, so its probability is not a sum of tokens"
-        )
-    first = starts[0]
-    # Echoed tokens end where the text ends; anything after that was generated (max_tokens=1).
-    last = first
-    while last < len(offsets) and offsets[last] < len(text):
-        last += 1
-    _check_tiling(tokens[first:last], text[boundary:], offsets[first:last], boundary)
-    return _sum_logprobs(values[first:last])
+    if not len(offsets) == len(values) == len(tokens) or not all(isinstance(t, str) for t in tokens):
+        raise QueryError("the reply's logprobs lists differ in length or hold tokens that are not text")
+    echoed_end = len(tokens) - _generated_count(body, choice)
+    _check_generated_tail(choice, text, tokens[max(echoed_end, 0):])
+    first = _continuation_start(tokens[:echoed_end], text[boundary:])
+    for i in range(max(first, 1), echoed_end):
+        if offsets[i] != offsets[i - 1] + len(tokens[i - 1]):
+            raise QueryError("the echoed text_offset values do not step by the token lengths; cannot place tokens")
+    return _sum_logprobs(values[first:echoed_end])
 
 
-def continuation_logprob_from_prompt_logprobs(choice: Mapping[str, Any], text: str, boundary: int) -> float:
+def continuation_logprob_from_prompt_logprobs(body: Mapping[str, Any], text: str, boundary: int) -> float:
     """Sum of the log-probs of the tokens of ``text[boundary:]`` from vLLM's ``prompt_logprobs`` form.
 
-    ``choice["prompt_logprobs"]`` is a list with ``None`` for the first token, then per prompt token a map from
-    token id to ``{"logprob", "rank", "decoded_token"}`` whose first entry is that prompt token (vLLM puts the
-    actual token first; with ``prompt_logprobs=0`` it is the only one). Offsets are rebuilt from the end of the
-    text, since the first token's text is not sent, and checked against the text.
+    ``choices[0]["prompt_logprobs"]`` is a list with ``None`` for the first token, then per prompt token a map
+    from token id to ``{"logprob", "rank", "decoded_token"}`` whose first entry is that prompt token (vLLM puts
+    the actual token first; with ``prompt_logprobs=0`` it is the only one). The continuation's tokens are
+    found from the end of the text and must spell it exactly.
     """
-    entries = choice.get("prompt_logprobs")
+    entries = _first_choice(body).get("prompt_logprobs")
     if not isinstance(entries, list) or len(entries) < 2:
         raise QueryError("the reply has no 'prompt_logprobs' list; is this a vLLM server?")
-    picked: list[tuple[str, Any]] = []
+    tokens: list[str] = []
+    values: list[Any] = []
     for entry in entries[1:]:
-        if not isinstance(entry, Mapping) or not entry:
-            raise QueryError("a prompt_logprobs entry after the first is empty or not an object")
-        first = next(iter(entry.values()))
-        if not isinstance(first, Mapping) or not isinstance(first.get("decoded_token"), str):
-            raise QueryError("a prompt_logprobs entry lacks 'decoded_token'; the server must detokenize")
-        picked.append((first["decoded_token"], first.get("logprob")))
-    # Walk back from the end of the text until the tokens cover exactly the continuation.
-    covered, i = 0, len(picked)
-    continuation_len = len(text) - boundary
-    while i > 0 and covered < continuation_len:
-        i -= 1
-        covered += len(picked[i][0])
-    tokens = [t for t, _ in picked[i:]]
-    if covered != continuation_len or "".join(tokens) != text[boundary:]:
+        actual = next(iter(entry.values()), None) if isinstance(entry, Mapping) else None
+        if not isinstance(actual, Mapping) or not isinstance(actual.get("decoded_token"), str):
+            raise QueryError("a prompt_logprobs entry is empty or lacks 'decoded_token'; the server must detokenize")
+        tokens.append(actual["decoded_token"])
+        values.append(actual.get("logprob"))
+    first = _continuation_start(tokens, text[boundary:])
+    return _sum_logprobs(values[first:])
+
+
+class _NothingGenerated(QueryError):
+    """The server generated no token (it sampled end-of-text), so the log-prob alignment cannot be checked."""
+
+
+def _generated_count(body: Mapping[str, Any], choice: Mapping[str, Any]) -> int:
+    usage = body.get("usage")
+    count = usage.get("completion_tokens") if isinstance(usage, Mapping) else None
+    if not isinstance(count, int) or count < 0:
+        raise QueryError("the reply has no usage.completion_tokens; cannot tell echoed from generated tokens")
+    if count == 0:
+        raise _NothingGenerated("the server generated no token after the text, so its log-probs cannot be checked")
+    return count
+
+
+def _check_generated_tail(choice: Mapping[str, Any], text: str, tail_tokens: list[str]) -> None:
+    echoed = choice.get("text")
+    if not isinstance(echoed, str) or not echoed.startswith(text):
+        raise QueryError("the echoed reply text does not start with the text sent")
+    if "".join(tail_tokens) != echoed[len(text):]:
         raise QueryError(
-            "the prompt tokens do not split at the start of the continuation (a token straddles the boundary, "
-            "or the decoded tokens do not spell the text sent)"
+            "the log-prob list is not aligned with the text: its last tokens are not the generated ones "
+            "(llama-cpp-python shifts log-probs by one token when a prompt does not start with the BOS token; "
+            "use a chat template that starts with it, or another server)"
         )
-    return _sum_logprobs([lp for _, lp in picked[i:]])
 
 
-def _check_tiling(tokens: list[Any], continuation: str, offsets: list[Any], boundary: int) -> None:
-    position = boundary
-    for token, offset in zip(tokens, offsets):
-        if offset != position or not isinstance(token, str):
-            raise QueryError(
-                "the echoed token offsets do not tile the continuation (the server's offsets and token texts "
-                "disagree, e.g. on multi-byte characters), so its tokens cannot be identified"
-            )
-        position += len(token)
-    if position != boundary + len(continuation):
-        raise QueryError("the echoed tokens do not cover the continuation exactly")
+def _continuation_start(tokens: list[str], continuation: str) -> int:
+    """Index of the first token of ``continuation``, which the last tokens of ``tokens`` must spell exactly."""
+    covered, i = 0, len(tokens)
+    while i > 0 and covered < len(continuation):
+        i -= 1
+        covered += len(tokens[i])
+    if covered != len(continuation):
+        raise QueryError(
+            "no token starts where the continuation does: the tokenizer merges the end of the prompt with "
+            "the start of the continuation, so its probability is not a sum of token log-probs"
+        )
+    if "".join(tokens[i:]) != continuation:
+        raise QueryError("the returned tokens do not spell the continuation that was sent")
+    return i
 
 
 def _sum_logprobs(values: list[Any]) -> float:
