@@ -22,3 +22,171 @@ def stable_id(messages=None, prompt=None) -> str:
     """A short content hash, so the same query gets the same id in every run."""
     payload = json.dumps({"messages": messages, "prompt": prompt}, sort_keys=True, ensure_ascii=False)
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:16]
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Loading query files. Rows are 1-based: the line number for JSONL, CSV and text files (a CSV header is
+# line 1), the table row for Parquet.
+
+ROLES = ("system", "user", "assistant")
+
+
+def load_queries(path) -> list[Query]:
+    """Read queries from a ``.jsonl``, ``.csv``, ``.parquet`` or ``.txt`` file (chosen by extension).
+
+    * JSONL: one object a line, ``{"id": ..., "messages": [{"role": ..., "content": ...}, ...]}`` or
+      ``{"id": ..., "prompt": "..."}``; ``id`` is optional (a stable content hash is used), other keys are
+      kept as metadata. Blank lines are skipped.
+    * CSV / Parquet: a ``prompt`` column, or ``user`` with an optional ``system`` column; optional ``id``
+      (Parquet may also hold a ``messages`` column of role/content records).
+    * Text (any other extension): one prompt per non-blank line.
+
+    Raises :class:`~rarecast.errors.InputError` naming the file and row for bad JSON, missing or conflicting
+    fields, duplicate ids, text that is not UTF-8, or a file with no queries.
+    """
+    from pathlib import Path
+
+    from rarecast.errors import InputError
+
+    p = Path(path)
+    if not p.is_file():
+        raise InputError("no such file", file=str(p))
+    suffix = p.suffix.lower()
+    if suffix == ".parquet":
+        rows = _parquet_rows(p)
+    else:
+        lines = _utf8_lines(p)
+        reader = {".jsonl": _jsonl_rows, ".ndjson": _jsonl_rows, ".json": _jsonl_rows, ".csv": _csv_rows}
+        rows = reader.get(suffix, _text_rows)(p, lines)
+    queries = _unique([(row, _query_from_record(rec, str(p), row)) for row, rec in rows], str(p))
+    if not queries:
+        raise InputError("no queries in the file", file=str(p))
+    return queries
+
+
+def _utf8_lines(path) -> list[str]:
+    """Decode line by line so that a bad byte is reported with its line number."""
+    from rarecast.errors import InputError
+
+    raw = path.read_bytes()
+    if raw.startswith(b"\xef\xbb\xbf"):  # a UTF-8 byte-order mark is harmless; drop it
+        raw = raw[3:]
+    lines = []
+    for i, line in enumerate(raw.split(b"\n"), start=1):
+        try:
+            lines.append(line.decode("utf-8").rstrip("\r"))
+        except UnicodeDecodeError as exc:
+            raise InputError(f"not UTF-8 text (byte {exc.start + 1} of the line)", file=str(path), row=i) from None
+    return lines
+
+
+def _jsonl_rows(path, lines):
+    from rarecast.errors import InputError
+
+    for i, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise InputError(f"bad JSON: {exc.msg} (column {exc.colno})", file=str(path), row=i) from None
+        if not isinstance(rec, dict):
+            raise InputError("each line must be a JSON object", file=str(path), row=i)
+        yield i, rec
+
+
+def _csv_rows(path, lines):
+    import csv
+
+    from rarecast.errors import InputError
+
+    reader = csv.DictReader(lines)
+    if not reader.fieldnames:
+        raise InputError("empty CSV file (no header)", file=str(path), row=1)
+    _check_columns(reader.fieldnames, str(path))
+    try:
+        for rec in reader:
+            yield reader.line_num, {k: v for k, v in rec.items() if k is not None and v not in (None, "")}
+    except csv.Error as exc:
+        raise InputError(f"bad CSV: {exc}", file=str(path), row=reader.line_num) from None
+
+
+def _parquet_rows(path):
+    import pyarrow.parquet as pq
+
+    from rarecast.errors import InputError
+
+    try:
+        table = pq.read_table(path)
+    except Exception as exc:  # pyarrow raises several types for a corrupt or foreign file
+        raise InputError(f"cannot read Parquet: {exc}", file=str(path)) from None
+    _check_columns(table.column_names, str(path))
+    for i, rec in enumerate(table.to_pylist(), start=1):
+        yield i, {k: v for k, v in rec.items() if v is not None}
+
+
+def _text_rows(path, lines):
+    for i, line in enumerate(lines, start=1):
+        if line.strip():
+            yield i, {"prompt": line}
+
+
+def _check_columns(columns, file: str) -> None:
+    from rarecast.errors import InputError
+
+    cols = set(columns)
+    if not cols & {"prompt", "user", "messages"}:
+        raise InputError(
+            f"needs a 'prompt' column, or 'user' (with optional 'system'); found {sorted(cols)}", file=file, row=1
+        )
+
+
+def _query_from_record(rec: dict, file: str, row: int) -> Query:
+    """One record (JSON object or table row) -> Query; the table form user/system becomes messages."""
+    from rarecast.errors import InputError
+
+    rec = dict(rec)
+    if "user" in rec and "messages" not in rec and "prompt" not in rec:
+        msgs = [{"role": "system", "content": rec.pop("system")}] if "system" in rec else []
+        msgs.append({"role": "user", "content": rec.pop("user")})
+        rec["messages"] = msgs
+    has_messages, has_prompt = "messages" in rec, "prompt" in rec
+    if has_messages == has_prompt:
+        problem = "both 'messages' and 'prompt'" if has_prompt else "neither 'messages' nor 'prompt'"
+        raise InputError(f"a query needs exactly one of 'messages' or 'prompt'; this one has {problem}", file=file, row=row)
+    messages = _check_messages(rec.pop("messages"), file, row) if has_messages else None
+    prompt = rec.pop("prompt") if has_prompt else None
+    if prompt is not None and not isinstance(prompt, str):
+        raise InputError("'prompt' must be a string", file=file, row=row)
+    qid = rec.pop("id", None)
+    if qid is None:
+        qid = stable_id(messages=[dict(m) for m in messages] if messages else None, prompt=prompt)
+    elif not isinstance(qid, (str, int)) or isinstance(qid, bool) or str(qid) == "":
+        raise InputError("'id' must be a non-empty string or integer", file=file, row=row)
+    return Query(id=str(qid), messages=messages, prompt=prompt, metadata=rec)
+
+
+def _check_messages(messages, file: str, row: int) -> tuple[dict[str, str], ...]:
+    from rarecast.errors import InputError
+
+    if not isinstance(messages, list) or not messages:
+        raise InputError("'messages' must be a non-empty list", file=file, row=row)
+    out = []
+    for j, m in enumerate(messages, start=1):
+        if not isinstance(m, dict) or not isinstance(m.get("content"), str) or m.get("role") not in ROLES:
+            raise InputError(
+                f"message {j} must be {{'role': one of {list(ROLES)}, 'content': a string}}", file=file, row=row
+            )
+        out.append({"role": m["role"], "content": m["content"]})
+    return tuple(out)
+
+
+def _unique(pairs: list[tuple[int, Query]], file: str) -> list[Query]:
+    from rarecast.errors import InputError
+
+    first: dict[str, int] = {}
+    for row, q in pairs:
+        if q.id in first:
+            raise InputError(f"duplicate query id {q.id!r} (first seen on row {first[q.id]})", file=file, row=row)
+        first[q.id] = row
+    return [q for _, q in pairs]

@@ -1,0 +1,392 @@
+"""``hf:<model>``: exact teacher-forced log-probabilities and sampling with a local transformers model.
+
+Model strings: ``hf:smollm2`` (the embedded default, see :mod:`rarecast.backends.smollm2`), ``hf:<hub id>``
+(read from the local Hugging Face cache) or ``hf:<local path>``.
+
+How a query is scored (see docs/elicitation.md for the reasons):
+
+* the query is rendered with the model's chat template and ``add_generation_prompt=True``; each continuation
+  is tokenized so that prompt tokens stay exactly what the model sees at generation time (see
+  :func:`continuation_ids`);
+* all continuations of one query share one prompt pass: the prompt and a token trie of the continuations are
+  packed into one row, with a 4-D attention mask that lets each trie node see the prompt and its own
+  ancestors only, and position ids that restart after the prompt for every branch;
+* rows are sorted by length and grouped into batches under a token budget, left-padded, with explicit
+  position ids;
+* only the base model runs over the whole row; the LM head is applied to the hidden states at the positions
+  whose next token is scored, and the log-softmax is taken in fp32 (also under ``dtype="bf16"``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from rarecast.backends.base import SamplingSettings
+from rarecast.errors import InputError
+from rarecast.queries import Query
+
+DTYPES = {"fp32": "float32", "float32": "float32", "bf16": "bfloat16", "bfloat16": "bfloat16"}
+DEFAULT_BATCH_TOKENS = 4096
+HEAD_MIN_ROWS = 16
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Tokenization
+
+
+def chat_messages(query: Query) -> list[dict[str, str]]:
+    """The chat a query stands for; a plain ``prompt`` is one user turn."""
+    if query.messages is not None:
+        return [dict(m) for m in query.messages]
+    return [{"role": "user", "content": query.prompt or ""}]
+
+
+def render_prompt(tokenizer, query: Query) -> str:
+    """The text the model reads before its reply: the chat template with the generation prompt appended.
+
+    Tokenizers without a chat template (base models) get the plain prompt text.
+    """
+    if getattr(tokenizer, "chat_template", None):
+        return tokenizer.apply_chat_template(chat_messages(query), tokenize=False, add_generation_prompt=True)
+    if query.prompt is not None:
+        return query.prompt
+    return "\n".join(m["content"] for m in query.messages or ())
+
+
+def encode(tokenizer, text: str) -> list[int]:
+    """Token ids of ``text``; special tokens come from the rendered template, so none are added here."""
+    return list(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+def continuation_ids(tokenizer, prompt_text: str, prompt_ids: list[int], continuation: str) -> list[int]:
+    """Token ids of ``continuation`` as a reply that follows ``prompt_ids``.
+
+    The model generates its reply after the prompt tokens, which never change. When tokenizing the joined
+    text reproduces the prompt tokens as a prefix (checked, not assumed), the rest is the continuation's
+    in-context tokenization. When the boundary merges (e.g. a reply starting with a newline after a template
+    that ends in one), the prompt tokens are kept and the continuation is tokenized on its own, which is what
+    a generated reply with that text would be; it must decode back to the same text.
+    """
+    joined = encode(tokenizer, prompt_text + continuation)
+    if joined[: len(prompt_ids)] == prompt_ids:
+        return joined[len(prompt_ids) :]
+    alone = encode(tokenizer, continuation)
+    if tokenizer.decode(alone) != continuation:
+        raise InputError(f"continuation {continuation!r} does not survive tokenization at the reply boundary")
+    return alone
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Packing: one row per query = prompt + trie of continuation prefixes
+
+
+@dataclass
+class PackedRow:
+    """One query's model input: prompt tokens, then trie nodes of the continuations' proper prefixes."""
+
+    query_index: int
+    input_ids: list[int]
+    position_ids: list[int]
+    parent: list[int]  # per position: the position it extends (-1 for the first token)
+    prompt_len: int
+    # (position whose next-token distribution is read, token id, query index, continuation index)
+    targets: list[tuple[int, int, int, int]] = field(default_factory=list)
+
+    @property
+    def branching(self) -> bool:
+        """Whether any node extends something other than the position right before it."""
+        return any(p != i - 1 for i, p in enumerate(self.parent))
+
+
+def pack_row(query_index: int, prompt_ids: list[int], conts: list[list[int]]) -> PackedRow:
+    """Pack a prompt and its continuations so every shared prefix is computed once.
+
+    The distribution of continuation token ``i`` comes from the position holding its prefix ``c[:i]``; the
+    empty prefix is the last prompt token. The last token of a continuation is scored but never fed in.
+    """
+    if not prompt_ids:
+        raise InputError("the rendered prompt is empty; the model needs at least one token to condition on")
+    n = len(prompt_ids)
+    row = PackedRow(query_index, list(prompt_ids), list(range(n)), list(range(-1, n - 1)), n)
+    node: dict[tuple[int, ...], int] = {(): n - 1}
+    for j, cont in enumerate(conts):
+        for i, tok in enumerate(cont):
+            prefix = tuple(cont[:i])
+            if prefix not in node:
+                node[prefix] = len(row.input_ids)
+                row.input_ids.append(prefix[-1])
+                row.position_ids.append(n - 1 + i)
+                row.parent.append(node[prefix[:-1]])
+            row.targets.append((node[prefix], tok, query_index, j))
+    return row
+
+
+def token_batches(rows: list[PackedRow], budget: int) -> list[list[PackedRow]]:
+    """Group rows, shortest first, so that (rows in batch) x (longest row) stays within ``budget`` tokens.
+
+    Sorting by length keeps padding small; a row longer than the budget gets a batch of its own.
+    """
+    batches: list[list[PackedRow]] = []
+    current: list[PackedRow] = []
+    for row in sorted(rows, key=lambda r: len(r.input_ids)):
+        if current and (len(current) + 1) * len(row.input_ids) > budget:
+            batches.append(current)
+            current = []
+        current.append(row)
+    if current:
+        batches.append(current)
+    return batches
+
+
+def allowed_matrix(row: PackedRow) -> np.ndarray:
+    """Boolean (L, L) matrix: position i may attend to position j.
+
+    Prompt tokens attend causally; a trie node attends to the whole prompt and to its own chain of ancestors,
+    never to sibling branches, so each continuation sees exactly prompt + its own prefix.
+    """
+    size = len(row.input_ids)
+    allowed = np.zeros((size, size), dtype=bool)
+    n = row.prompt_len
+    allowed[:n, :n] = np.tril(np.ones((n, n), dtype=bool))
+    for i in range(n, size):
+        allowed[i, :n] = True
+        allowed[i, n:] = allowed[row.parent[i], n:]
+        allowed[i, i] = True
+    return allowed
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The backend
+
+
+class HFBackend:
+    """A transformers causal LM as a rarecast :class:`~rarecast.backends.base.Backend`."""
+
+    def __init__(
+        self,
+        model,
+        tokenizer,
+        *,
+        model_id: str,
+        revision: str,
+        dtype: str = "fp32",
+        batch_tokens: int = DEFAULT_BATCH_TOKENS,
+    ):
+        import torch
+
+        if dtype not in DTYPES:
+            raise InputError(f"dtype {dtype!r} is not one of fp32, bf16")
+        self.model_id = model_id
+        self.revision = revision
+        self.dtype = "bf16" if DTYPES[dtype] == "bfloat16" else "fp32"
+        self.batch_tokens = int(batch_tokens)
+        self.tokenizer = tokenizer
+        self.model = model.eval()
+        self.device = next(model.parameters()).device
+        # Keep an fp32 head even when the body runs in bf16: the log-softmax over 49k tokens is where bf16
+        # rounding would shift log-probabilities the most.
+        self.head_weight = model.get_output_embeddings().weight.detach().to(torch.float32).clone()
+        if self.dtype == "bf16":
+            self.model.to(torch.bfloat16)
+        self.tokens_processed = 0
+
+    # -- provenance ----------------------------------------------------------------------------------------
+
+    def describe(self) -> dict:
+        """Settings that change results, recorded with every row (precision, not batch size)."""
+        return {"backend": "hf", "dtype": self.dtype}
+
+    # -- exact log-probabilities -----------------------------------------------------------------------------
+
+    def continuation_logprobs(
+        self, queries: Sequence[Query], continuations: Sequence[str], *, temperature: float = 1.0
+    ) -> np.ndarray:
+        """Log-probability that the reply to each query starts with each continuation, shape (n_q, n_c)."""
+        if temperature <= 0:
+            raise InputError("exact log-probabilities need a temperature > 0")
+        out = np.zeros((len(queries), len(continuations)), dtype=np.float64)
+        rows = [self._pack(i, q, continuations) for i, q in enumerate(queries)]
+        for batch in token_batches(rows, self.batch_tokens):
+            self._score_batch(batch, temperature, out)
+        return out
+
+    def _pack(self, index: int, query: Query, continuations: Sequence[str]) -> PackedRow:
+        prompt_text = render_prompt(self.tokenizer, query)
+        prompt_ids = encode(self.tokenizer, prompt_text)
+        conts = [continuation_ids(self.tokenizer, prompt_text, prompt_ids, c) for c in continuations]
+        return pack_row(index, prompt_ids, conts)
+
+    def _score_batch(self, batch: list[PackedRow], temperature: float, out: np.ndarray) -> None:
+        import torch
+
+        ids, pos, mask = self._collate(batch)
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+
+        # The math SDPA kernel gives each row the same numbers whatever the padded width of its batch; the
+        # fused CPU kernel splits keys into blocks by width and differs by ~1e-5 nats after 30 layers.
+        with torch.inference_mode(), sdpa_kernel(SDPBackend.MATH):
+            base = self.model.get_decoder()
+            hidden = base(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=False).last_hidden_state
+            where, tokens, cells = self._gather_index(batch, ids.shape[1])
+            picked = hidden.reshape(-1, hidden.shape[-1])[where].to(torch.float32)
+            logits = _head(picked, self.head_weight)
+            logp = torch.log_softmax(logits / temperature, dim=-1)
+            values = logp.gather(1, tokens[:, None])[:, 0].double().cpu().numpy()
+        np.add.at(out, cells, values)
+        self.tokens_processed += sum(len(r.input_ids) for r in batch)
+
+    def _collate(self, batch: list[PackedRow]):
+        """Left-padded ids, explicit position ids, and an additive 4-D mask in the model's dtype."""
+        import torch
+
+        width = max(len(r.input_ids) for r in batch)
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        ids = np.full((len(batch), width), pad, dtype=np.int64)
+        pos = np.zeros((len(batch), width), dtype=np.int64)
+        allowed = np.zeros((len(batch), width, width), dtype=bool)
+        for b, row in enumerate(batch):
+            start = width - len(row.input_ids)
+            ids[b, start:] = row.input_ids
+            pos[b, start:] = row.position_ids
+            allowed[b, start:, start:] = allowed_matrix(row)
+            # Padding positions attend to themselves only: a fully masked row would turn into NaN in softmax.
+            allowed[b, np.arange(start), np.arange(start)] = True
+        dtype = next(self.model.parameters()).dtype
+        mask = torch.zeros(allowed.shape, dtype=dtype)
+        mask.masked_fill_(~torch.from_numpy(allowed), torch.finfo(dtype).min)
+        to = self.device
+        return torch.from_numpy(ids).to(to), torch.from_numpy(pos).to(to), mask[:, None].to(to)
+
+    def _gather_index(self, batch: list[PackedRow], width: int):
+        import torch
+
+        flat, tokens, qs, cs = [], [], [], []
+        for b, row in enumerate(batch):
+            start = width - len(row.input_ids)
+            for position, tok, qi, ci in row.targets:
+                flat.append(b * width + start + position)
+                tokens.append(tok)
+                qs.append(qi)
+                cs.append(ci)
+        where = torch.tensor(flat, dtype=torch.long, device=self.device)
+        toks = torch.tensor(tokens, dtype=torch.long, device=self.device)
+        return where, toks, (np.array(qs, dtype=np.int64), np.array(cs, dtype=np.int64))
+
+    # -- sampling ---------------------------------------------------------------------------------------------
+
+    def sample(self, queries: Sequence[Query], k: int, settings: SamplingSettings) -> list[list[str]]:
+        """``k`` replies per query from ``model.generate``.
+
+        Each query gets its own generator state seeded from ``settings.seed`` and the query id, so a query's
+        samples do not depend on which other queries share its chunk (reruns and resumed runs agree).
+        Temperature 0 means greedy decoding. Sampling uses the full distribution (top_k disabled).
+        """
+        return [self._sample_one(q, k, settings) for q in queries]
+
+    def _sample_one(self, query: Query, k: int, settings: SamplingSettings, chunk: int = 64) -> list[str]:
+        import torch
+
+        prompt_ids = encode(self.tokenizer, render_prompt(self.tokenizer, query))
+        ids = torch.tensor([prompt_ids], dtype=torch.long, device=self.device)
+        greedy = settings.temperature == 0
+        kwargs = dict(
+            max_new_tokens=settings.max_tokens,
+            do_sample=not greedy,
+            pad_token_id=self.tokenizer.pad_token_id,
+            eos_token_id=self.tokenizer.eos_token_id,
+            attention_mask=torch.ones_like(ids),
+        )
+        if not greedy:
+            kwargs.update(temperature=settings.temperature, top_p=settings.top_p, top_k=0)
+        seed = _query_seed(settings.seed, query.id)
+        replies: list[str] = []
+        with torch.inference_mode():
+            torch.manual_seed(seed)
+            while len(replies) < k:
+                n = 1 if greedy else min(chunk, k - len(replies))
+                gen = self.model.generate(ids, num_return_sequences=n, **kwargs)
+                new = gen[:, len(prompt_ids) :]
+                self.tokens_processed += int(gen.numel())
+                texts = self.tokenizer.batch_decode(new, skip_special_tokens=True)
+                replies.extend(texts if not greedy else texts * (k - len(replies)))
+        return replies[:k]
+
+
+def _head(hidden, weight):
+    """fp32 logits ``hidden @ weight.T``, computed with at least :data:`HEAD_MIN_ROWS` rows.
+
+    CPU GEMM kernels round differently for very few rows (a GEMV path for 1 row, other blockings below 12),
+    so the same query would get slightly different logits alone than in a batch. Zero-padding the rows keeps
+    one kernel for every call; the padded rows are dropped.
+    """
+    import torch
+
+    n = hidden.shape[0]
+    if n >= HEAD_MIN_ROWS:
+        return hidden @ weight.T
+    padded = torch.zeros((HEAD_MIN_ROWS, hidden.shape[1]), dtype=hidden.dtype, device=hidden.device)
+    padded[:n] = hidden
+    return (padded @ weight.T)[:n]
+
+
+def _query_seed(seed: int | None, query_id: str) -> int:
+    digest = hashlib.sha256(f"{seed}|{query_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") & 0x7FFF_FFFF_FFFF_FFFF
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Loading
+
+
+def make_backend(spec: str, *, dtype: str = "fp32", device: str | None = None, **opts) -> HFBackend:
+    """Build the backend for ``spec`` (the part after ``hf:``): ``smollm2``, a hub id, or a local path.
+
+    Options: ``dtype`` (``fp32`` default, or ``bf16``), ``device`` (``cpu``/``cuda``; default CUDA when
+    available), ``batch_tokens`` (token budget per forward pass).
+    """
+    import torch
+
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if spec in ("smollm2", "default", ""):
+        from rarecast.backends.smollm2 import load_smollm2
+
+        model, tokenizer, revision = load_smollm2(device)
+        name = "hf:smollm2"
+    else:
+        model, tokenizer, revision = _load_pretrained(spec, device)
+        name = f"hf:{spec}"
+    allowed = {"batch_tokens"}
+    unknown = set(opts) - allowed
+    if unknown:
+        raise InputError(f"unknown hf backend option(s) {sorted(unknown)}; known: dtype, device, batch_tokens")
+    return HFBackend(model, tokenizer, model_id=name, revision=revision, dtype=dtype, **opts)
+
+
+def _load_pretrained(spec: str, device: str):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(spec)
+        model = AutoModelForCausalLM.from_pretrained(spec, dtype="float32").to(device)
+    except OSError as exc:
+        raise InputError(f"cannot load hf model {spec!r}: {exc}") from exc
+    return model.eval(), tokenizer, _revision(spec, model)
+
+
+def _revision(spec: str, model) -> str:
+    """The hub commit hash when there is one; for a local folder, a hash of its config and weight files."""
+    commit = getattr(model.config, "_commit_hash", None)
+    if commit and not os.path.isdir(spec):
+        return f"commit:{commit}"
+    from rarecast.backends.smollm2 import file_digest
+
+    folder = Path(spec)
+    files = sorted(p for p in folder.iterdir() if p.suffix in {".json", ".safetensors", ".bin"})
+    combined = hashlib.sha256("".join(f"{p.name}:{file_digest(p)}" for p in files).encode()).hexdigest()
+    return f"files-sha256:{combined}"

@@ -1,0 +1,309 @@
+"""The results store: one SQLite file per run (or several runs), resumable, with provenance on every row.
+
+Table ``results`` holds one row per (query_id, model, revision, behavior_id, settings_hash), where
+``settings_hash`` hashes the decoding settings (temperature, top_p, ... and the backend's numeric precision).
+A row holds either ``logp`` (exact methods) or ``successes`` and ``trials`` (sampling), plus the behavior's
+name and canonical JSON, the decoding settings JSON, the rarecast version and a UTC timestamp.
+
+Table ``failures`` records queries that could not be scored and why; a failure is never stored as a
+probability, and a later successful rerun removes it.
+
+Every chunk of results is written in one transaction, so a killed run leaves only whole chunks; the database
+runs in WAL mode so a reader (``load_scores``, ``export``) never blocks a running ``rarecast score``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sqlite3
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+from rarecast.errors import InputError
+from rarecast.scores import Scores
+
+KEY_COLUMNS = ("model", "revision", "behavior_id", "settings_hash")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS results (
+    query_id TEXT NOT NULL,
+    model TEXT NOT NULL,
+    revision TEXT NOT NULL,
+    behavior_id TEXT NOT NULL,
+    settings_hash TEXT NOT NULL,
+    behavior_name TEXT NOT NULL,
+    behavior_json TEXT NOT NULL,
+    settings_json TEXT NOT NULL,
+    rarecast_version TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    logp REAL,
+    successes INTEGER,
+    trials INTEGER,
+    details_json TEXT,
+    PRIMARY KEY (query_id, model, revision, behavior_id, settings_hash),
+    CHECK ((logp IS NULL) <> (successes IS NULL)),
+    CHECK ((successes IS NULL) = (trials IS NULL))
+);
+CREATE TABLE IF NOT EXISTS failures (
+    query_id TEXT NOT NULL,
+    model TEXT NOT NULL,
+    revision TEXT NOT NULL,
+    behavior_id TEXT NOT NULL,
+    settings_hash TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    PRIMARY KEY (query_id, model, revision, behavior_id, settings_hash)
+);
+"""
+
+
+@dataclass(frozen=True)
+class RunKey:
+    """Identifies one run: which model (and revision), which behavior, which decoding settings.
+
+    ``behavior_json`` and ``settings_json`` are the provenance written with each row (not part of equality).
+    """
+
+    model: str
+    revision: str
+    behavior_id: str
+    settings_hash: str
+    behavior_name: str = ""
+    behavior_json: str = "{}"
+    settings_json: str = "{}"
+
+    def values(self) -> tuple[str, str, str, str]:
+        """The four key columns, in :data:`KEY_COLUMNS` order."""
+        return (self.model, self.revision, self.behavior_id, self.settings_hash)
+
+
+def run_key(backend, behavior) -> RunKey:
+    """The key under which ``behavior`` scored by ``backend`` is stored."""
+    from rarecast.behaviors import canonical_json, settings_hash
+
+    decoding = dict(behavior.decoding())
+    describe = getattr(backend, "describe", None)
+    if callable(describe):
+        decoding["backend"] = describe()
+    return RunKey(
+        model=str(backend.model_id),
+        revision=str(backend.revision),
+        behavior_id=behavior.behavior_id,
+        settings_hash=settings_hash(decoding),
+        behavior_name=behavior.name,
+        behavior_json=canonical_json(behavior.settings()),
+        settings_json=canonical_json(decoding),
+    )
+
+
+def _version() -> str:
+    from rarecast import __version__
+
+    return __version__
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+class Store:
+    """A results store in the SQLite file ``path`` (created on first use)."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.conn = sqlite3.connect(self.path, timeout=60)
+        self.conn.execute("PRAGMA journal_mode=WAL")
+        # WAL + NORMAL: a committed chunk survives a killed process; only an OS crash can lose the last one.
+        self.conn.execute("PRAGMA synchronous=NORMAL")
+        with self.conn:
+            self.conn.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        """Close the connection (a checkpoint folds the WAL back into the main file)."""
+        self.conn.close()
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- writing ---------------------------------------------------------------------------------------------
+
+    def pending(self, query_ids: Sequence[str], key: RunKey) -> list[str]:
+        """The ids among ``query_ids`` (order kept) that have no result under ``key`` yet.
+
+        Failed queries are pending: a rerun tries them again.
+        """
+        done = {
+            r[0]
+            for r in self.conn.execute(
+                "SELECT query_id FROM results WHERE model=? AND revision=? AND behavior_id=? AND settings_hash=?",
+                key.values(),
+            )
+        }
+        return [q for q in query_ids if q not in done]
+
+    def write(self, key: RunKey, outcomes: Iterable[tuple[str, Any]], failures: Iterable[tuple[str, str]] = ()) -> None:
+        """Store one chunk atomically: results (``(query_id, Outcome)``) and failures (``(query_id, reason)``).
+
+        Either the whole chunk lands or none of it does. A result replaces an earlier failure of that query.
+        """
+        now, version = _now(), _version()
+        rows = [self._result_row(key, qid, o, now, version) for qid, o in outcomes]
+        fails = [(qid, *key.values(), str(reason), now) for qid, reason in failures]
+        with self.conn:  # one transaction
+            self.conn.executemany(
+                "INSERT OR REPLACE INTO results VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows
+            )
+            self.conn.executemany(
+                "DELETE FROM failures WHERE query_id=? AND model=? AND revision=? AND behavior_id=? "
+                "AND settings_hash=?",
+                [(r[0], *key.values()) for r in rows],
+            )
+            self.conn.executemany("INSERT OR REPLACE INTO failures VALUES (?,?,?,?,?,?,?)", fails)
+
+    @staticmethod
+    def _result_row(key: RunKey, qid: str, outcome, now: str, version: str) -> tuple:
+        logp = outcome.logp
+        if logp is not None and (math.isnan(logp) or logp > 0):
+            raise ValueError(f"query {qid}: log p {logp} is not a valid log-probability")  # a bug, not input
+        details = json.dumps(outcome.details, sort_keys=True) if outcome.details else None
+        return (qid, *key.values(), key.behavior_name, key.behavior_json, key.settings_json, version, now,
+                logp, outcome.successes, outcome.trials, details)
+
+    # -- reading ---------------------------------------------------------------------------------------------
+
+    def runs(self) -> list[dict[str, Any]]:
+        """One dict per stored (model, revision, behavior, settings) combination, with its row count."""
+        cur = self.conn.execute(
+            "SELECT model, revision, behavior_id, settings_hash, MIN(behavior_name), MIN(behavior_json), "
+            "MIN(settings_json), COUNT(*), MIN(created_at), MAX(created_at), "
+            "GROUP_CONCAT(DISTINCT rarecast_version), SUM(logp IS NOT NULL) "
+            "FROM results GROUP BY model, revision, behavior_id, settings_hash ORDER BY MIN(rowid)"
+        )
+        out = []
+        for r in cur.fetchall():
+            n_fail = self.conn.execute(
+                "SELECT COUNT(*) FROM failures WHERE model=? AND revision=? AND behavior_id=? AND settings_hash=?",
+                r[:4],
+            ).fetchone()[0]
+            out.append({
+                "model": r[0], "revision": r[1], "behavior_id": r[2], "settings_hash": r[3], "behavior": r[4],
+                "behavior_spec": json.loads(r[5]), "decoding": json.loads(r[6]), "n": r[7],
+                "created_first": r[8], "created_last": r[9], "rarecast_version": r[10],
+                "kind": "exact" if r[11] == r[7] else "counts", "failures": n_fail,
+            })
+        return out
+
+    def select_run(self, behavior: str | None = None, model: str | None = None) -> dict[str, Any]:
+        """The one run matching ``behavior`` (name or id) and ``model``; InputError if none or several."""
+        runs = [
+            r for r in self.runs()
+            if (behavior is None or behavior in (r["behavior"], r["behavior_id"]))
+            and (model is None or model == r["model"])
+        ]
+        if len(runs) == 1:
+            return runs[0]
+        if not runs:
+            raise InputError(f"no stored results for behavior={behavior!r}, model={model!r}", file=str(self.path))
+        listing = "; ".join(f"behavior {r['behavior']!r} (id {r['behavior_id']}) on {r['model']} "
+                            f"[{r['revision'][:24]}], settings {r['settings_hash']}: {r['n']} rows" for r in runs)
+        raise InputError(f"the store holds several runs; choose one with behavior= / model= ({listing})",
+                         file=str(self.path))
+
+    def rows(self, run: dict[str, Any]) -> list[tuple]:
+        """``(query_id, logp, successes, trials, created_at, rarecast_version)`` of one run, in scoring order."""
+        return self.conn.execute(
+            "SELECT query_id, logp, successes, trials, created_at, rarecast_version FROM results "
+            "WHERE model=? AND revision=? AND behavior_id=? AND settings_hash=? ORDER BY rowid",
+            (run["model"], run["revision"], run["behavior_id"], run["settings_hash"]),
+        ).fetchall()
+
+    def scores(self, behavior: str | None = None, model: str | None = None) -> tuple[Scores, dict[str, Any]]:
+        """Scores of one run plus its provenance; see :func:`load_scores`."""
+        run = self.select_run(behavior, model)
+        rows = self.rows(run)
+        ids = [r[0] for r in rows]
+        if run["kind"] == "exact":
+            scores = Scores.from_logp(np.array([r[1] for r in rows], dtype=float), ids=ids)
+        else:
+            scores = Scores.from_counts([r[2] for r in rows], [r[3] for r in rows], ids=ids)
+        return scores, {**run, "source": str(self.path)}
+
+    def export(self, path: str | Path, behavior: str | None = None, model: str | None = None) -> int:
+        """Write one run to ``.jsonl`` or ``.parquet``: one row per query with its provenance.
+
+        Returns the number of rows. A log p of exactly -inf is written as JSON ``-Infinity`` (what Python's
+        ``json`` reads back); Parquet keeps it as a float -inf.
+        """
+        run = self.select_run(behavior, model)
+        records = [self._export_record(run, r) for r in self.rows(run)]
+        out = Path(path)
+        if out.suffix.lower() == ".parquet":
+            _write_parquet(out, records)
+        elif out.suffix.lower() in (".jsonl", ".ndjson"):
+            _write_jsonl(out, records)
+        else:
+            raise InputError("export writes .jsonl or .parquet", file=str(out))
+        return len(records)
+
+    @staticmethod
+    def _export_record(run: dict[str, Any], row: tuple) -> dict[str, Any]:
+        qid, logp, successes, trials, created, version = row
+        values = {"logp": logp} if run["kind"] == "exact" else {"successes": successes, "trials": trials}
+        return {
+            "query_id": qid, **values, "model": run["model"], "revision": run["revision"],
+            "behavior": run["behavior"], "behavior_id": run["behavior_id"],
+            "decoding": json.dumps(run["decoding"], sort_keys=True), "rarecast_version": version,
+            "created_at": created,
+        }
+
+
+def _write_jsonl(path: Path, records: list[dict]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        for rec in records:
+            fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
+    tmp.replace(path)
+
+
+def _write_parquet(path: Path, records: list[dict]) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.Table.from_pylist(records)
+    table = table.replace_schema_metadata({"rarecast_version": _version(), "model": records[0]["model"] if records
+                                           else "", "behavior": records[0]["behavior"] if records else ""})
+    tmp = path.with_name(path.name + ".tmp")
+    pq.write_table(table, tmp)
+    tmp.replace(path)
+
+
+def open_existing(db_path: str | Path) -> Store:
+    """Open a store that must already exist (reading never creates a file)."""
+    p = Path(db_path)
+    if not p.is_file():
+        raise InputError("no such store", file=str(p))
+    try:
+        return Store(p)
+    except sqlite3.DatabaseError as exc:
+        raise InputError(f"not a rarecast store: {exc}", file=str(p)) from None
+
+
+def load_scores(db_path: str | Path, behavior: str | None = None, model: str | None = None) -> tuple[Scores, dict]:
+    """Scores (with query ids) of one run in a store, and its provenance.
+
+    ``behavior`` selects by behavior name or behavior id, ``model`` by model string (e.g. ``hf:smollm2``).
+    Raises :class:`~rarecast.errors.InputError` when the file is missing or not a store, when nothing matches,
+    or when several (model, behavior, settings) runs match and none was chosen. The provenance dict holds
+    model, revision, behavior, behavior_id, behavior_spec, decoding, kind, n, failures, rarecast_version,
+    created_first, created_last and source.
+    """
+    with open_existing(db_path) as store:
+        return store.scores(behavior, model)
