@@ -31,7 +31,7 @@ API_VERSION = "2023-06-01"
 
 def make_backend(spec: str, **opts: Any) -> "AnthropicBackend":
     """Build an :class:`AnthropicBackend` from ``anthropic:<model>``; ``opts`` are its keyword options."""
-    model = spec[len("anthropic:"):] if spec.startswith("anthropic:") else spec
+    model = spec[len("anthropic:") :] if spec.startswith("anthropic:") else spec
     if not model:
         raise BackendError(f"model string {spec!r} names no model; expected anthropic:<model>")
     return AnthropicBackend(model, **opts)
@@ -59,7 +59,9 @@ class AnthropicBackend:
         **unknown: Any,
     ):
         if "api_key" in unknown:
-            raise BackendError("pass the API key through an environment variable (api_key_env=<NAME>), not as an option")
+            raise BackendError(
+                "pass the API key through an environment variable (api_key_env=<NAME>), not as an option"
+            )
         if unknown:
             raise BackendError(f"unknown option(s) for the Anthropic backend: {sorted(unknown)}")
         self.model = model

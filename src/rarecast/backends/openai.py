@@ -45,7 +45,7 @@ def make_backend(spec: str, **opts: Any) -> "OpenAIBackend":
 
 def parse_spec(spec: str) -> tuple[str, str]:
     """Split ``openai:<base url>/<model>`` (the ``openai:`` prefix is optional) into base URL and model."""
-    url = spec[len("openai:"):] if spec.startswith("openai:") else spec
+    url = spec[len("openai:") :] if spec.startswith("openai:") else spec
     if not url.startswith(("http://", "https://")):
         raise BackendError(f"model string {spec!r}: expected openai:http(s)://<host>[:port]/v1/<model>")
     head, sep, model = url.partition("/v1/")
@@ -132,10 +132,7 @@ class OpenAIBackend:
                 "OpenAI-compatible servers return log-probs at temperature 1 only (the full distribution needed "
                 f"to rescale to temperature {temperature} is not sent); score with temperature=1.0"
             )
-        tasks = [
-            (lambda q=q: self._score_query(q, continuations))
-            for q in queries
-        ]
+        tasks = [(lambda q=q: self._score_query(q, continuations)) for q in queries]
         outcomes = self.client.map(tasks)
         results = np.full((len(queries), len(continuations)), np.nan)
         errors: dict[int, QueryError] = {}
@@ -212,7 +209,9 @@ class OpenAIBackend:
         repeated requests do not repeat the same replies. Raises :class:`PartialResults` (failed queries
         are ``None``) or :class:`ServerError` like :meth:`continuation_logprobs`.
         """
-        chunks = [(qi, start, min(self.max_n, k - start)) for qi in range(len(queries)) for start in range(0, k, self.max_n)]
+        chunks = [
+            (qi, start, min(self.max_n, k - start)) for qi in range(len(queries)) for start in range(0, k, self.max_n)
+        ]
         tasks = [(lambda qi=qi, s=s, n=n: self._sample_chunk(queries[qi], s, n, settings)) for qi, s, n in chunks]
         outcomes = self.client.map(tasks)
         replies: list[list[str] | None] = [[] for _ in queries]
@@ -280,7 +279,7 @@ def continuation_logprob_from_echo(body: Mapping[str, Any], text: str, boundary:
     if not len(offsets) == len(values) == len(tokens) or not all(isinstance(t, str) for t in tokens):
         raise QueryError("the reply's logprobs lists differ in length or hold tokens that are not text")
     echoed_end = len(tokens) - _generated_count(body, choice)
-    _check_generated_tail(choice, text, tokens[max(echoed_end, 0):])
+    _check_generated_tail(choice, text, tokens[max(echoed_end, 0) :])
     first = _continuation_start(tokens[:echoed_end], text[boundary:])
     for i in range(max(first, 1), echoed_end):
         if offsets[i] != offsets[i - 1] + len(tokens[i - 1]):
@@ -329,7 +328,7 @@ def _check_generated_tail(choice: Mapping[str, Any], text: str, tail_tokens: lis
     echoed = choice.get("text")
     if not isinstance(echoed, str) or not echoed.startswith(text):
         raise QueryError("the echoed reply text does not start with the text sent")
-    if "".join(tail_tokens) != echoed[len(text):]:
+    if "".join(tail_tokens) != echoed[len(text) :]:
         raise QueryError(
             "the log-prob list is not aligned with the text: its last tokens are not the generated ones "
             "(llama-cpp-python shifts log-probs by one token when a prompt does not start with the BOS token; "
