@@ -49,7 +49,9 @@ def diagnose(fit: "Fit") -> Diagnostics:
     diag = Diagnostics(method=fit.method, m=scores.m, params=est.params(), tail_decays=True)
     model = fit.model
     if hasattr(model, "sigma"):
-        diag.tail_scale, diag.tail_shape = float(model.sigma[0]), float(model.xi[0])
+        # a mixture tail (posterior predictive) reports its posterior means
+        diag.tail_scale = float(np.sum(model.mix[0] * model.sigma[0]))
+        diag.tail_shape = float(np.sum(model.mix[0] * model.xi[0]))
     if scores.kind == "exact":
         _exact_checks(fit, diag)
     else:

@@ -44,7 +44,10 @@ class Fit:
     def forecast(self, risk: str, x):
         """Point forecast of ``risk`` ("worst_query_risk", "behavior_frequency", "aggregate_risk") at x."""
         arr = check_argument(risk, x)
-        return _shaped(RISKS[risk](self.model, arr)[0], x)
+        q = self.estimator.point_quantile
+        if q is None:
+            return _shaped(RISKS[risk](self.model, arr)[0], x)
+        return _shaped(np.nanquantile(RISKS[risk](self.draws(), arr), q, axis=0), x)
 
     def worst_query_risk(self, n):
         """Forecast of the largest elicitation probability among n deployment queries."""
@@ -85,8 +88,7 @@ class Fit:
 
 def _usable(draws: PsiDistribution) -> np.ndarray:
     probe = draws.worst_psi(np.array([1e6]))[:, 0]
-    sigma = getattr(draws, "sigma", getattr(draws, "sd", None))
-    return np.isfinite(probe) & (sigma > 0)
+    return ~np.isnan(probe) & draws.decays()
 
 
 def fit_tail(data, method: str | None = None, *, n_draws: int = 1000, seed: int = 0, **params) -> Fit:

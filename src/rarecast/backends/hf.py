@@ -289,7 +289,9 @@ class HFBackend:
         """
         return [self._sample_one(q, k, settings) for q in queries]
 
-    def _sample_one(self, query: Query, k: int, settings: SamplingSettings, chunk: int = 64) -> list[str]:
+    def _sample_one(self, query: Query, k: int, settings: SamplingSettings, chunk: int = 256) -> list[str]:
+        import copy
+
         import torch
 
         prompt_ids = encode(self.tokenizer, render_prompt(self.tokenizer, query))
@@ -300,22 +302,43 @@ class HFBackend:
             do_sample=not greedy,
             pad_token_id=self.tokenizer.pad_token_id,
             eos_token_id=self.tokenizer.eos_token_id,
-            attention_mask=torch.ones_like(ids),
         )
         if not greedy:
+            # top_k=0: sample from the whole distribution (the model's generation config may default to 50).
             kwargs.update(temperature=settings.temperature, top_p=settings.top_p, top_k=0)
-        seed = _query_seed(settings.seed, query.id)
+        n_draws = 1 if greedy else k
         replies: list[str] = []
-        with torch.inference_mode():
-            torch.manual_seed(seed)
-            while len(replies) < k:
-                n = 1 if greedy else min(chunk, k - len(replies))
-                gen = self.model.generate(ids, num_return_sequences=n, **kwargs)
-                new = gen[:, len(prompt_ids) :]
-                self.tokens_processed += int(gen.numel())
-                texts = self.tokenizer.batch_decode(new, skip_special_tokens=True)
-                replies.extend(texts if not greedy else texts * (k - len(replies)))
-        return replies[:k]
+        devices = [self.device] if self.device.type == "cuda" else []
+        # fork_rng: seed this query's draws without disturbing the caller's global random state.
+        with torch.inference_mode(), torch.random.fork_rng(devices=devices):
+            torch.manual_seed(_query_seed(settings.seed, query.id))
+            prefix = self._prefill(ids)
+            while len(replies) < n_draws:
+                m = min(chunk, n_draws - len(replies))
+                cache = copy.deepcopy(prefix)
+                cache.batch_repeat_interleave(m)
+                batch = ids.expand(m, -1)
+                gen = self.model.generate(
+                    batch, attention_mask=torch.ones_like(batch), **{self._cache_kw: cache}, **kwargs
+                )
+                self.tokens_processed += int(gen.numel()) - m * (len(prompt_ids) - 1)
+                replies += self.tokenizer.batch_decode(gen[:, len(prompt_ids) :], skip_special_tokens=True)
+        self.tokens_processed += len(prompt_ids) - 1
+        return replies * k if greedy else replies
+
+    @property
+    def _cache_kw(self) -> str:
+        """The KV-cache keyword: ``cache`` in newer transformers, ``past_key_values`` before."""
+        import inspect
+
+        params = inspect.signature(self.model.forward).parameters
+        return "cache" if "cache" in params else "past_key_values"
+
+    def _prefill(self, ids):
+        """KV cache of the prompt without its last token, computed once and shared by all k samples
+        (generate then feeds only the last prompt token per sample)."""
+        out = self.model(ids[:, :-1], use_cache=True)
+        return out.cache if getattr(out, "cache", None) is not None else out.past_key_values
 
 
 def _head(hidden, weight):

@@ -17,6 +17,7 @@ from rarecast.tail.base import PsiDistribution, TailEstimator
 from rarecast.tail.binomial import BinomialPOT
 from rarecast.tail.exponential import ExponentialPOT
 from rarecast.tail.gpd import GeneralizedParetoPOT
+from rarecast.tail.gpd_bayes import BayesianGPD
 from rarecast.tail.gumbel_ols import GumbelOLS
 from rarecast.tail.lognormal import LogNormal, LogNormalQuantile
 from rarecast.tail.model import TailModel
@@ -24,7 +25,7 @@ from rarecast.tail.model import TailModel
 _REGISTRY: dict[str, Callable[..., TailEstimator]] = {}
 
 #: The default for exact log-probabilities, chosen by benchmarks/forecast_accuracy.py (docs/choices.md).
-DEFAULT_EXACT = "exponential-predictive"
+DEFAULT_EXACT = "gpd-bayes"
 #: The default for sampled counts.
 DEFAULT_COUNTS = "binomial"
 
@@ -56,6 +57,7 @@ register("lognormal-quantile", LogNormalQuantile)
 register("exponential", ExponentialPOT)
 register("exponential-predictive", partial(ExponentialPOT, predictive=True))
 register("gpd", GeneralizedParetoPOT)
+register("gpd-bayes", BayesianGPD)
 register("binomial", BinomialPOT)
 
 __all__ = [

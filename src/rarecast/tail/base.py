@@ -24,6 +24,8 @@ class PsiDistribution(Protocol):
 
     def mean_p(self) -> np.ndarray: ...
 
+    def decays(self) -> np.ndarray: ...
+
     def take(self, rows: np.ndarray) -> "PsiDistribution": ...
 
 
@@ -39,6 +41,9 @@ class TailEstimator:
     data_kind: ClassVar[str] = "exact"
     #: how many of the largest scores the fit needs to be finite
     min_points: int = 2
+    #: None: forecasts come from the point fit. A number q: each forecast is the q-quantile of its
+    #: distribution over :meth:`draws` (a decision-theoretic point under asymmetric loss).
+    point_quantile: float | None = None
 
     def fit_sorted(self, psi_desc: np.ndarray) -> PsiDistribution:
         raise NotImplementedError

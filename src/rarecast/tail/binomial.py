@@ -41,9 +41,11 @@ def binomial_loglik(s: np.ndarray, k: np.ndarray, logp: np.ndarray) -> np.ndarra
 class BinomialPOT(TailEstimator):
     """Exponential tail for psi fitted to sampled counts by marginal binomial likelihood.
 
-    ``k`` is the number of queries the tail is meant to hold (as in the exact estimators); the threshold is
-    placed at the score of the (k+1)-th query ranked by (s + 1/2) / (trials + 1), which only positions u: the
-    fit itself uses every count through its likelihood.
+    The threshold u sits at the lower of two scores: that of the (k+1)-th query ranked by
+    (s + 1/2) / (trials + 1), and p = 1 / trials. Below 1 / trials a query's counts say little about its p, so
+    the free body weights live there; above it the exponential tail must explain every count. (With the body
+    reaching into the range that counts resolve, the free weights can absorb the whole tail and the tail's
+    scale is not identified.)
     """
 
     name = "binomial"
@@ -77,7 +79,7 @@ class BinomialPOT(TailEstimator):
     # -- the fit --------------------------------------------------------------------------------------------
     def _design(self, s, n, k):
         crude = np.sort(np.log((s + 0.5) / (n + 1.0)))[::-1]
-        u = float(psi_from_logp(crude[k]))
+        u = float(psi_from_logp(min(crude[k], -np.log(n.max()))))
         p_u = np.exp(-np.exp(-u))
         p_min = min(1e-3 / n.max(), p_u / 100)
         body_logp = np.concatenate([[-np.inf], np.linspace(np.log(p_min), np.log(p_u), self.grid_size, endpoint=False)])
@@ -107,12 +109,15 @@ class BinomialPOT(TailEstimator):
         """Profile log-likelihood over the tail scale grid: (u, body log p grid, sigmas, logliks, weights)."""
         s, n, k = self.check(scores)
         u, body_logp, body_ll = self._design(s, n, k)
-        pi = np.full(len(body_logp) + 1, 1.0 / (len(body_logp) + 1))
+        uniform = np.full(len(body_logp) + 1, 1.0 / (len(body_logp) + 1))
+        pi = uniform
         sigmas = np.exp(_LOG_SIGMA_GRID)
         lls, pis = [], []
         for sigma in sigmas:
             ll = np.column_stack([body_ll, self._tail_ll(s, n, u, sigma)])
-            pi, value = self._em(ll, pi)
+            # Warm start, blended with uniform weights: EM's multiplicative updates cannot revive a component
+            # whose weight the previous scale drove to zero.
+            pi, value = self._em(ll, 0.5 * pi + 0.5 * uniform)
             lls.append(value)
             pis.append(pi.copy())
         return u, body_logp, sigmas, np.array(lls), np.array(pis)
@@ -127,7 +132,11 @@ class BinomialPOT(TailEstimator):
         u, body_logp, sigmas, lls, pis = self.profile(scores)
         best = int(np.argmax(lls))
         if best == len(sigmas) - 1:
-            raise ForecastError("the fitted tail does not decay (scale at the grid's top); the counts show no tail")
+            hits = int(np.sum(scores.successes > 0))
+            raise ForecastError(
+                f"the counts do not pin down a tail: only {hits} queries had any success, and the likelihood "
+                "prefers an ever flatter tail; sample more per query or score more queries"
+            )
         return self._model(u, body_logp, sigmas[best : best + 1], pis[best : best + 1])
 
     def draws(self, scores: Scores, n_draws: int, rng: np.random.Generator) -> TailModel:
@@ -137,4 +146,11 @@ class BinomialPOT(TailEstimator):
         # jitter within a grid cell so that draws are not confined to grid values
         step = _LOG_SIGMA_GRID[1] - _LOG_SIGMA_GRID[0]
         sigma = sigmas[idx] * np.exp(rng.uniform(-step / 2, step / 2, size=n_draws))
-        return self._model(u, body_logp, sigma, pis[idx])
+        # The tail's mass gets its own Jeffreys-Beta uncertainty, as if m * mass queries had been seen in the
+        # tail: without it, a tail the counts barely see would get an interval of zero width.
+        pi = pis[idx].copy()
+        m = scores.m
+        zeta = rng.beta(m * pi[:, -1] + 0.5, m * (1 - pi[:, -1]) + 0.5)
+        pi[:, :-1] *= ((1 - zeta) / np.maximum(1 - pi[:, -1], 1e-300))[:, None]
+        pi[:, -1] = zeta
+        return self._model(u, body_logp, sigma, pi)

@@ -20,13 +20,24 @@ def default_k(m: int) -> int:
 
 
 def resolve_k(k, m: int) -> int:
-    kk = default_k(m) if k == "auto" else k
+    """The tail size for m scores: "auto", a whole number, or a fraction of m (at least 10)."""
+    if k == "auto":
+        kk = default_k(m)
+    elif isinstance(k, float):
+        kk = max(10, int(round(k * m)))
+    else:
+        kk = k
     if kk >= m:
         raise ForecastError(f"k = {kk} needs more than {kk} scored queries, got {m}; score more queries or lower k")
     return kk
 
 
-def check_k(k) -> int | str:
+def check_k(k) -> int | float | str:
+    """Validate a tail size: "auto", a whole number >= 2, or a fraction of m in (0, 1)."""
+    if isinstance(k, float) and not isinstance(k, bool):
+        if not 0 < k < 1:
+            raise ForecastError(f"a fractional k must lie in (0, 1), got {k!r}")
+        return k
     return k if k == "auto" else require_int("k", k, 2)
 
 
@@ -69,7 +80,7 @@ class ExponentialPOT(TailEstimator):
         point = ExponentialPOT(self.k).fit_sorted(psi)
         m = psi.shape[1]
         k = resolve_k(self.k, m)
-        total_excess = point.sigma * k
+        total_excess = point.sigma[0, 0] * k
         sigma = total_excess / rng.gamma(k, 1.0, size=n_draws)
         zeta = rng.beta(k + 0.5, m - k + 0.5, size=n_draws)
         weights = np.repeat(point.weights, n_draws, axis=0) * ((1 - zeta) / (1 - k / m))[:, None]

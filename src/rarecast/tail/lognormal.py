@@ -65,6 +65,9 @@ class NormalPsi:
         psi = self.mu[:, None] + self.sd[:, None] * _HERMITE_X[None, :]
         return p_from_psi(psi) @ _HERMITE_W
 
+    def decays(self) -> np.ndarray:
+        return np.isfinite(self.mu) & np.isfinite(self.sd) & (self.sd > 0)
+
     def take(self, rows) -> "NormalPsi":
         return NormalPsi(self.mu[rows], self.sd[rows], self.expected_max)
 

@@ -5,7 +5,8 @@ A fit describes the distribution of psi = -log(-log p) over the query distributi
 * a *body*: weighted atoms below a threshold ``u`` (the evaluation scores themselves for exact data, or a
   grid of latent scores for sampled counts), carrying probability ``1 - tail_mass``;
 * a *tail*: a generalized Pareto excess above ``u`` carrying probability ``tail_mass``, with scale ``sigma``
-  and shape ``xi`` (``xi = 0`` is the exponential tail that the Gumbel-tail method assumes).
+  and shape ``xi`` (``xi = 0`` is the exponential tail that the Gumbel-tail method assumes), or a weighted
+  mixture of such excesses (a posterior predictive distribution).
 
 Every field has a leading replicate axis ``R`` so that one object holds either the point fit (``R = 1``) or
 many bootstrap or posterior draws for intervals, and every query is vectorized over it.
@@ -16,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.special import logsumexp
 
 from rarecast.scores import p_from_psi
 
@@ -38,7 +40,8 @@ def gpd_isf(log_q: np.ndarray, sigma: np.ndarray, xi: np.ndarray) -> np.ndarray:
     """The excess whose conditional survival is exp(log_q) (log_q <= 0)."""
     small = np.abs(xi) < 1e-12
     safe_xi = np.where(small, 1.0, xi)
-    general = sigma * np.expm1(-safe_xi * log_q) / safe_xi
+    with np.errstate(over="ignore"):  # a heavy tail far out is +inf psi, i.e. p = 1
+        general = sigma * np.expm1(-safe_xi * log_q) / safe_xi
     return np.where(small, -sigma * log_q, general)
 
 
@@ -46,8 +49,9 @@ def gpd_isf(log_q: np.ndarray, sigma: np.ndarray, xi: np.ndarray) -> np.ndarray:
 class TailModel:
     """Body atoms plus a generalized Pareto tail for psi; arrays carry a leading replicate axis ``R``.
 
-    ``atoms`` (R, A) are sorted descending with ``weights`` (R, A) summing to ``1 - tail_mass``; the scalar
-    parameters are (R,). When ``empirical`` (R, m), the sorted evaluation scores, is given, survival below the
+    ``atoms`` (R, A) are sorted descending with ``weights`` (R, A) summing to ``1 - tail_mass``;
+    ``threshold`` and ``tail_mass`` are (R,). ``sigma`` and ``xi`` are (R,) for one GPD tail per replicate, or
+    (R, C) with ``mix`` (R, C) weights for a mixture of C GPD tails. When ``empirical`` (R, m), the sorted evaluation scores, is given, survival below the
     largest of them is their empirical fraction and the tail applies only beyond it: the paper's rule for
     behavior frequency.
     """
@@ -59,6 +63,15 @@ class TailModel:
     sigma: np.ndarray
     xi: np.ndarray
     empirical: np.ndarray | None = None
+    mix: np.ndarray | None = None
+
+    def __post_init__(self):
+        # one tail per replicate is the common case; store it as a mixture of one component
+        if np.ndim(self.sigma) == 1:
+            object.__setattr__(self, "sigma", np.asarray(self.sigma, dtype=float)[:, None])
+            object.__setattr__(self, "xi", np.asarray(self.xi, dtype=float)[:, None])
+        if self.mix is None:
+            object.__setattr__(self, "mix", np.ones_like(self.sigma))
 
     @property
     def replicates(self) -> int:
@@ -73,9 +86,27 @@ class TailModel:
         zeta = self._col(self.tail_mass)
         with np.errstate(divide="ignore"):
             log_q = np.log(np.minimum(s / zeta, 1.0))
-        tail = self._col(self.threshold) + gpd_isf(log_q, self._col(self.sigma), self._col(self.xi))
+        tail = self._col(self.threshold) + self._tail_isf(log_q)
         body = self._body_isf(s)
         return np.where(s < zeta, tail, body)
+
+    def _tail_isf(self, log_q: np.ndarray) -> np.ndarray:
+        """Excess with conditional survival exp(log_q), (R, Q); mixtures are inverted by bisection."""
+        if self.sigma.shape[1] == 1:
+            return gpd_isf(log_q, self.sigma, self.xi)
+        comp = gpd_isf(log_q[:, :, None], self.sigma[:, None, :], self.xi[:, None, :])
+        lo, hi = np.nanmin(comp, axis=2), np.nanmax(comp, axis=2)  # the mixture's quantile lies between
+        for _ in range(60):
+            mid = 0.5 * (lo + hi)
+            above = self._tail_log_sf(mid) > log_q
+            lo, hi = np.where(above, mid, lo), np.where(above, hi, mid)
+        return 0.5 * (lo + hi)
+
+    def _tail_log_sf(self, excess: np.ndarray) -> np.ndarray:
+        """Conditional log survival of the tail at excess (R, Q)."""
+        comp = gpd_log_sf(excess[:, :, None], self.sigma[:, None, :], self.xi[:, None, :])
+        with np.errstate(divide="ignore"):
+            return logsumexp(comp, axis=2, b=self.mix[:, None, :])
 
     def _body_isf(self, s: np.ndarray) -> np.ndarray:
         out = np.empty((self.replicates, s.shape[1]))
@@ -94,7 +125,7 @@ class TailModel:
         x = np.atleast_1d(np.asarray(x, dtype=float))[None, :]
         u = self._col(self.threshold)
         with np.errstate(divide="ignore"):
-            tail = np.log(self._col(self.tail_mass)) + gpd_log_sf(x - u, self._col(self.sigma), self._col(self.xi))
+            tail = np.log(self._col(self.tail_mass)) + self._tail_log_sf(np.broadcast_to(x - u, (self.replicates, x.shape[1])))
             body = np.log(self._body_sf(x))
         if self.empirical is None:
             return np.where(x >= u, tail, body)
@@ -115,15 +146,19 @@ class TailModel:
     def mean_p(self) -> np.ndarray:
         """E[p] over the query distribution; shape (R,)."""
         body = np.sum(self.weights * p_from_psi(self.atoms), axis=1)
-        log_q = -_LAGUERRE_T[None, :]
-        tail_psi = self._col(self.threshold) + gpd_isf(log_q, self._col(self.sigma), self._col(self.xi))
-        tail = self.tail_mass * (p_from_psi(tail_psi) @ _LAGUERRE_W)
-        return body + tail
+        log_q = -_LAGUERRE_T[None, None, :]
+        tail_psi = self.threshold[:, None, None] + gpd_isf(log_q, self.sigma[:, :, None], self.xi[:, :, None])
+        per_component = p_from_psi(tail_psi) @ _LAGUERRE_W
+        return body + self.tail_mass * np.sum(self.mix * per_component, axis=1)
+
+    def decays(self) -> np.ndarray:
+        """Whether each replicate's tail falls off (positive, finite scales); shape (R,)."""
+        return np.all(np.isfinite(self.sigma) & (self.sigma > 0), axis=1) & np.isfinite(self.threshold)
 
     def take(self, rows: np.ndarray) -> "TailModel":
         """The replicates selected by a boolean mask or index array."""
         pick = lambda a: None if a is None else a[rows]  # noqa: E731
         return TailModel(
             pick(self.atoms), pick(self.weights), pick(self.threshold), pick(self.tail_mass),
-            pick(self.sigma), pick(self.xi), pick(self.empirical),
+            pick(self.sigma), pick(self.xi), pick(self.empirical), pick(self.mix),
         )
