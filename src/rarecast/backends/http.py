@@ -128,7 +128,9 @@ class HttpClient:
     """A JSON-over-HTTP client with timeouts, bounded retries and a cap on requests in flight.
 
     ``secret`` is the API key (or ``None``); it is sent only through ``headers`` and redacted from every
-    message this client produces. The client is safe to share between threads.
+    message this client produces. After a request found the server unreachable, requests for the next
+    ``unreachable_cooldown_s`` seconds try once instead of retrying, until one gets an answer. The client is
+    safe to share between threads.
     """
 
     def __init__(
@@ -141,7 +143,7 @@ class HttpClient:
         connect_timeout_s: float = 5.0,
         retry: RetryPolicy = RetryPolicy(),
         max_in_flight: int = 8,
-        sleep: Callable[[float], None] = time.sleep,
+        unreachable_cooldown_s: float = 60.0,
     ):
         if max_in_flight < 1:
             raise ValueError("max_in_flight must be at least 1")
@@ -149,7 +151,8 @@ class HttpClient:
         self.retry = retry
         self.max_in_flight = max_in_flight
         self._secret = secret
-        self._sleep = sleep
+        self.unreachable_cooldown_s = unreachable_cooldown_s
+        self._unreachable_until = 0.0
         self._rng = random.Random()
         self._rng_lock = threading.Lock()
         self._client = httpx.Client(
@@ -182,19 +185,23 @@ class HttpClient:
         :class:`QueryError` when this request alone failed.
         """
         url = self.url(path)
-        for attempt in range(self.retry.max_attempts):
-            last = attempt == self.retry.max_attempts - 1
+        attempt = 0
+        while True:
+            last = attempt >= self._attempt_limit() - 1
             try:
                 response = self._client.post(url, json=payload)
             except httpx.TransportError as exc:
                 # Refused connections, resets and timeouts: the server, not the query, is at fault.
                 if last:
+                    self._unreachable_until = time.monotonic() + self.unreachable_cooldown_s
                     raise ServerError(
-                        f"could not reach {url} after {self.retry.max_attempts} attempts "
+                        f"could not reach {url} after {attempt + 1} attempt(s) "
                         f"({type(exc).__name__}: {self.redact(str(exc)) or 'no detail'}); is the server running?"
                     ) from None
                 self._wait(attempt, None)
+                attempt += 1
                 continue
+            self._unreachable_until = 0.0
             if response.status_code < 400:
                 return self._decode(response, url)
             self._raise_unless_retryable(response, url, last)
@@ -206,7 +213,12 @@ class HttpClient:
                     status=response.status_code,
                 )
             self._wait(attempt, retry_after)
-        raise AssertionError("unreachable: the last attempt returns or raises")
+            attempt += 1
+
+    def _attempt_limit(self) -> int:
+        # Once the server was found unreachable, each request makes a single probe until one gets an answer,
+        # so a caller that goes on query by query after a dead server fails fast instead of retrying each.
+        return 1 if time.monotonic() < self._unreachable_until else self.retry.max_attempts
 
     def map(self, tasks: Sequence[Callable[[], T]]) -> list[T | QueryError]:
         """Run ``tasks`` with at most ``max_in_flight`` at once; each slot holds its result or QueryError.
@@ -228,7 +240,7 @@ class HttpClient:
     def _wait(self, attempt: int, retry_after_s: float | None) -> None:
         with self._rng_lock:  # random.Random is not documented as thread-safe
             delay = self.retry.delay(attempt, retry_after_s, self._rng)
-        self._sleep(delay)
+        time.sleep(delay)
 
     def _decode(self, response: httpx.Response, url: str) -> dict[str, Any]:
         try:
