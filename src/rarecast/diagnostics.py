@@ -10,7 +10,7 @@ from scipy.special import digamma
 
 from rarecast.errors import ForecastError
 from rarecast.risks import worst_query_risk
-from rarecast.tail.exponential import default_k
+from rarecast.tail.exponential import resolve_k
 from rarecast.tail.gpd import shape_test_pvalue
 
 if TYPE_CHECKING:
@@ -56,7 +56,7 @@ def diagnose(fit: "Fit") -> Diagnostics:
         _exact_checks(fit, diag)
     else:
         diag.queries_with_successes = int(np.sum(scores.successes > 0))
-        k = default_k(scores.m) if est.params().get("k", "auto") == "auto" else est.params()["k"]
+        k = resolve_k(est.params().get("k", "auto"), scores.m)
         if diag.queries_with_successes < k:
             diag.warnings.append(
                 f"only {diag.queries_with_successes} queries had a success, fewer than the tail size {k}"
@@ -70,9 +70,7 @@ def _exact_checks(fit: "Fit", diag: Diagnostics) -> None:
     diag.zero_probability = int(np.sum(logp == -np.inf))
     diag.certain = int(np.sum(logp == 0))
     psi = np.sort(fit.scores.psi)[::-1]
-    k = fit.estimator.params().get("k", "auto")
-    k = default_k(len(psi)) if k == "auto" else k
-    k = min(k, len(psi) - 1)
+    k = min(resolve_k(fit.estimator.params().get("k", "auto"), len(psi)), len(psi) - 1)
     diag.tail_size = k
     top = psi[: k + 1]
     if not np.isfinite(top).all():
@@ -98,7 +96,7 @@ def _stability(fit: "Fit", diag: Diagnostics) -> None:
     params = fit.estimator.params()
     if "k" not in params:
         return
-    base_k = diag.tail_size or (default_k(fit.scores.m) if params["k"] == "auto" else params["k"])
+    base_k = diag.tail_size or resolve_k(params["k"], fit.scores.m)
     n = 100.0 * fit.scores.m
     diag.stability_n = n
     for k in sorted({max(5, base_k // 2), base_k, min(2 * base_k, fit.scores.m - 2)}):

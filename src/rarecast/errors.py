@@ -8,7 +8,16 @@ class RarecastError(ValueError):
 
 
 class ForecastError(RarecastError):
-    """The data cannot support the requested fit or forecast; the message says what to do."""
+    """The data cannot support the requested fit or forecast; the message says what to do.
+
+    ``index`` is the 0-based position of the offending score when one score is to blame, so a file reader can
+    name its row.
+    """
+
+    def __init__(self, problem: str, *, index: int | None = None):
+        self.problem = problem
+        self.index = index
+        super().__init__(problem if index is None else f"query {index + 1}: {problem}")
 
 
 class InputError(RarecastError):

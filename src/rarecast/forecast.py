@@ -85,6 +85,27 @@ class Fit:
         """Checks of the fit: tail decay, goodness of fit, stability over k, ties and floors."""
         return diagnose(self)
 
+    def summary(self, n=(1e4, 1e6), tau=(0.5,), level: float = 0.9) -> dict:
+        """Everything a report needs as plain data: forecasts with intervals at each n and tau, diagnostics."""
+        rows = []
+        for risk, xs, key in [("worst_query_risk", n, "n"), ("behavior_frequency", tau, "tau"),
+                              ("aggregate_risk", n, "n")]:
+            xs = np.atleast_1d(np.asarray(xs, dtype=float))
+            if xs.size == 0:
+                continue
+            point = np.atleast_1d(self.forecast(risk, xs))
+            low, high = (np.atleast_1d(v) for v in self.interval(risk, xs, level))
+            rows += [{"risk": risk, key: float(x), "forecast": float(f), "low": float(lo), "high": float(hi),
+                      "level": level} for x, f, lo, hi in zip(xs, point, low, high)]
+        return {
+            "method": self.method,
+            "params": self.estimator.params(),
+            "m": self.scores.m,
+            "kind": self.scores.kind,
+            "forecasts": rows,
+            "diagnostics": self.diagnostics().to_dict(),
+        }
+
 
 def _usable(draws: PsiDistribution) -> np.ndarray:
     probe = draws.worst_psi(np.array([1e6]))[:, 0]

@@ -36,8 +36,11 @@ def p_from_psi(psi: np.ndarray) -> np.ndarray:
     return np.exp(logp_from_psi(psi))
 
 
-def _first_bad(mask: np.ndarray) -> int:
-    return int(np.flatnonzero(mask)[0])
+def _reject(mask: np.ndarray, describe) -> None:
+    """Raise ForecastError for the first flagged score; ``describe(i)`` says what is wrong with it."""
+    if mask.any():
+        i = int(np.flatnonzero(mask)[0])
+        raise ForecastError(describe(i), index=i)
 
 
 @dataclass(frozen=True)
@@ -84,26 +87,15 @@ class Scores:
     def from_logp(cls, logp, ids=None) -> "Scores":
         """Validate natural-log probabilities: finite or -inf, and <= 0."""
         arr = np.asarray(logp, dtype=float).ravel()
-        bad = np.isnan(arr) | (arr == np.inf)
-        if bad.any():
-            i = _first_bad(bad)
-            raise ForecastError(f"log p of query {i + 1} is {arr[i]}; log-probabilities must be numbers <= 0")
-        if (arr > 0).any():
-            i = _first_bad(arr > 0)
-            raise ForecastError(
-                f"log p of query {i + 1} is {arr[i]:g} > 0; pass natural-log probabilities (<= 0), "
-                "or use Scores.from_p for probabilities"
-            )
+        _reject(np.isnan(arr), lambda i: "log p is NaN; every query needs a number <= 0")
+        _reject(arr > 0, lambda i: f"log p is {arr[i]:g} > 0; give natural-log probabilities (<= 0), not p or -log p")
         return cls(logp=arr, ids=_ids(ids, len(arr)))
 
     @classmethod
     def from_p(cls, p, ids=None) -> "Scores":
         """Validate probabilities in [0, 1] and store their logs."""
         arr = np.asarray(p, dtype=float).ravel()
-        bad = np.isnan(arr) | (arr < 0) | (arr > 1)
-        if bad.any():
-            i = _first_bad(bad)
-            raise ForecastError(f"p of query {i + 1} is {arr[i]}; probabilities must lie in [0, 1]")
+        _reject(np.isnan(arr) | (arr < 0) | (arr > 1), lambda i: f"p is {arr[i]}; probabilities must lie in [0, 1]")
         with np.errstate(divide="ignore"):
             return cls(logp=np.log(arr), ids=_ids(ids, len(arr)))
 
@@ -114,14 +106,11 @@ class Scores:
         k = np.asarray(trials, dtype=float).ravel()
         if s.shape != k.shape:
             raise ForecastError(f"{len(s)} success counts but {len(k)} trial counts; give one of each per query")
-        bad = ~np.isfinite(s) | ~np.isfinite(k) | (s != np.round(s)) | (k != np.round(k))
-        bad |= (s < 0) | (k < 1) | (s > k)
-        if bad.any():
-            i = _first_bad(bad)
-            raise ForecastError(
-                f"query {i + 1} has successes={s[i]:g}, trials={k[i]:g}; "
-                "need whole numbers with 0 <= successes <= trials and trials >= 1"
-            )
+        with np.errstate(invalid="ignore"):
+            bad = ~np.isfinite(s) | ~np.isfinite(k) | (s != np.round(s)) | (k != np.round(k))
+            bad |= (s < 0) | (k < 1) | (s > k)
+        _reject(bad, lambda i: f"successes={s[i]:g}, trials={k[i]:g}; need whole numbers with "
+                "0 <= successes <= trials and trials >= 1")
         return cls(successes=s.astype(np.int64), trials=k.astype(np.int64), ids=_ids(ids, len(s)))
 
 

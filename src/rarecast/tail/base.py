@@ -39,8 +39,6 @@ class TailEstimator:
 
     name: ClassVar[str]
     data_kind: ClassVar[str] = "exact"
-    #: how many of the largest scores the fit needs to be finite
-    min_points: int = 2
     #: None: forecasts come from the point fit. A number q: each forecast is the q-quantile of its
     #: distribution over :meth:`draws` (a decision-theoretic point under asymmetric loss).
     point_quantile: float | None = None
@@ -52,18 +50,28 @@ class TailEstimator:
         """The estimator's settings, for provenance and reprs."""
         return {}
 
+    def points_needed(self, m: int) -> int:
+        """How many of the m largest scores must be finite (0 < p < 1) and not all tied."""
+        return 2
+
     def check(self, scores: Scores) -> np.ndarray:
         """Return psi sorted descending, or raise ForecastError saying why these scores cannot be fitted."""
         if scores.kind != self.data_kind:
             hint = "use method='binomial' for sampled counts" if scores.kind == "counts" else "pick an exact method"
             raise ForecastError(f"method {self.name!r} fits {self.data_kind} scores but got {scores.kind}; {hint}")
         psi = np.sort(scores.psi)[::-1]
-        top = psi[: self.min_points]
-        if len(psi) < self.min_points or not np.isfinite(top).all():
+        need = self.points_needed(len(psi))
+        top = psi[:need]
+        if len(psi) < need or not np.isfinite(top).all():
             n_ok = int(np.isfinite(psi).sum())
             raise ForecastError(
-                f"method {self.name!r} needs at least {self.min_points} queries with 0 < p < 1, got {n_ok} of "
+                f"method {self.name!r} needs at least {need} queries with 0 < p < 1, got {n_ok} of "
                 f"{len(psi)}; score more queries or lower k"
+            )
+        if top[0] == top[-1]:
+            raise ForecastError(
+                f"the top {need} scores are all equal, so the tail does not decay: a floor or rounded scores? "
+                "check how they were computed"
             )
         return psi
 

@@ -22,7 +22,7 @@ from scipy.special import logsumexp
 from rarecast.errors import ForecastError, RarecastWarning
 from rarecast.scores import Scores, psi_from_logp
 from rarecast.tail.base import TailEstimator
-from rarecast.tail.exponential import check_k, default_k
+from rarecast.tail.exponential import check_k, resolve_k
 from rarecast.tail.model import TailModel
 
 _LAGUERRE_T, _LAGUERRE_W = np.polynomial.laguerre.laggauss(40)
@@ -62,9 +62,7 @@ class BinomialPOT(TailEstimator):
         if scores.kind != "counts":
             raise ForecastError(f"method {self.name!r} fits sampled counts; exact log-probabilities need another method")
         m = scores.m
-        k = default_k(m) if self.k == "auto" else self.k
-        if m < 20 or k >= m:
-            raise ForecastError(f"method {self.name!r} needs at least 20 queries and more than k = {k}; got {m}")
+        k = resolve_k(self.k, m)
         hits = int(np.sum(scores.successes > 0))
         if hits < k:
             warnings.warn(

@@ -11,12 +11,12 @@ from rarecast.tail.model import TailModel
 
 
 def default_k(m: int) -> int:
-    """Tail size used when k is "auto": about sqrt(m), at least 10 and leaving one score for the threshold.
+    """Tail size used when k is "auto": about sqrt(m) and at least 10.
 
     sqrt(m) is the classical compromise between the variance of a small tail sample and the bias of reaching
     into the body; docs/choices.md shows its benchmark against fixed fractions.
     """
-    return int(min(max(10, round(np.sqrt(m))), m - 1))
+    return int(max(10, round(np.sqrt(m))))
 
 
 def resolve_k(k, m: int) -> int:
@@ -62,9 +62,8 @@ class ExponentialPOT(TailEstimator):
     def params(self) -> dict:
         return {"k": self.k, "predictive": self.predictive}
 
-    def check(self, scores: Scores) -> np.ndarray:
-        self.min_points = resolve_k(self.k, scores.m) + 1
-        return super().check(scores)
+    def points_needed(self, m: int) -> int:
+        return resolve_k(self.k, m) + 1
 
     def fit_sorted(self, psi_desc: np.ndarray) -> TailModel:
         m = psi_desc.shape[1]

@@ -74,9 +74,8 @@ class GeneralizedParetoPOT(TailEstimator):
     def params(self) -> dict:
         return {"k": self.k}
 
-    def check(self, scores: Scores) -> np.ndarray:
-        self.min_points = resolve_k(self.k, scores.m) + 1
-        return super().check(scores)
+    def points_needed(self, m: int) -> int:
+        return resolve_k(self.k, m) + 1
 
     def fit_sorted(self, psi_desc: np.ndarray) -> TailModel:
         m = psi_desc.shape[1]

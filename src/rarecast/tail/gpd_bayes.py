@@ -62,9 +62,8 @@ class BayesianGPD(TailEstimator):
     def params(self) -> dict:
         return {"k": self.k, "prior_sd": self.prior_sd, "point": self.point}
 
-    def check(self, scores: Scores) -> np.ndarray:
-        self.min_points = resolve_k(self.k, scores.m) + 1
-        return super().check(scores)
+    def points_needed(self, m: int) -> int:
+        return resolve_k(self.k, m) + 1
 
     def _posterior(self, psi: np.ndarray):
         m = len(psi)

@@ -33,10 +33,12 @@ class GumbelOLS(TailEstimator):
         if positions not in POSITIONS:
             raise ForecastError(f"unknown positions {positions!r}; choose one of {sorted(POSITIONS)}")
         self.positions = positions
-        self.min_points = self.k
 
     def params(self) -> dict:
         return {"k": self.k, "positions": self.positions}
+
+    def points_needed(self, m: int) -> int:
+        return self.k
 
     def line(self, psi_desc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Slope a and intercept b of the fitted line for every row."""

@@ -1,0 +1,75 @@
+"""``rarecast forecast``: fit the tail of a score table and print deployment-risk forecasts."""
+
+from __future__ import annotations
+
+import json
+import sys
+import warnings
+from typing import List, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+import rarecast
+from rarecast.cli import app
+from rarecast.errors import RarecastWarning
+from rarecast.score_files import read_scores
+from rarecast.tail import methods
+
+_RISK_LABEL = {"worst_query_risk": "worst-query risk", "behavior_frequency": "behavior frequency",
+               "aggregate_risk": "aggregate risk"}
+
+
+def _k(value: Optional[str]):
+    if value is None or value == "auto":
+        return {}
+    return {"k": float(value) if "." in value else int(value)}
+
+
+@app.command()
+def forecast(
+    scores: str = typer.Argument(..., help="score table: .jsonl, .csv, .parquet, or a .db results store"),
+    n: List[float] = typer.Option([], "--n", help="deployment size (repeatable); default 1e4, 1e6, 1e9"),
+    tau: List[float] = typer.Option([], "--tau", help="threshold for behavior frequency (repeatable); default 0.5"),
+    method: Optional[str] = typer.Option(None, "--method", help=f"estimator: {', '.join(methods())}"),
+    k: Optional[str] = typer.Option(None, "--k", help="tail size: auto, a whole number, or a fraction of m"),
+    level: float = typer.Option(0.9, "--level", help="interval level"),
+    model: Optional[str] = typer.Option(None, "--model", help="with a store: which model's scores"),
+    behavior: Optional[str] = typer.Option(None, "--behavior", help="with a store: which behavior's scores"),
+    as_json: bool = typer.Option(False, "--json", help="print one JSON document instead of a table"),
+) -> None:
+    """Forecast worst-query risk, behavior frequency and aggregate risk at deployment scale."""
+    data, provenance = read_scores(scores, model=model, behavior=behavior)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", RarecastWarning)
+        fit = rarecast.fit_tail(data, method=method, **_k(k))
+        result = fit.summary(n=n or [1e4, 1e6, 1e9], tau=tau or [0.5], level=level)
+    result["warnings"] = [str(w.message) for w in caught] + result["diagnostics"]["warnings"]
+    result.update(source=str(scores), provenance=provenance, rarecast_version=rarecast.__version__)
+    if as_json:
+        json.dump(result, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        print_forecast(result, Console())
+
+
+def print_forecast(result: dict, console: Console) -> None:
+    """The forecast table, then the fit's diagnostics and warnings, for people."""
+    table = Table(title=f"rarecast forecast: {result['method']} on {result['m']} {result['kind']} scores")
+    for col in ("risk", "at", "forecast", f"{result['forecasts'][0]['level']:.0%} interval"):
+        table.add_column(col, justify="left" if col == "risk" else "right")
+    for row in result["forecasts"]:
+        at = f"tau = {row['tau']:g}" if "tau" in row else f"n = {row['n']:.3g}"
+        table.add_row(_RISK_LABEL[row["risk"]], at, f"{row['forecast']:.3g}",
+                      f"{row['low']:.3g} to {row['high']:.3g}")
+    console.print(table)
+    d = result["diagnostics"]
+    facts = [f"tail size k = {d['tail_size']}" if d.get("tail_size") else None,
+             f"GPD shape test p = {d['shape_test_pvalue']:.2f}" if d.get("shape_test_pvalue") is not None else None,
+             f"spread over k: {d['stability_spread_log10']:.2f} orders" if d.get("stability_spread_log10") else None,
+             f"{d['queries_with_successes']} queries with successes" if d.get("queries_with_successes") is not None
+             else None]
+    console.print("fit: " + "; ".join(f for f in facts if f))
+    for w in result["warnings"]:
+        console.print(f"[yellow]warning:[/yellow] {w}", markup=True, highlight=False)

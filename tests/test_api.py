@@ -1,0 +1,75 @@
+"""The public contract of DESIGN.md section 4."""
+
+import numpy as np
+import pytest
+
+import rarecast as rc
+from rarecast.synthetic import FAMILIES
+from rarecast.tail import methods
+
+
+@pytest.fixture(scope="module")
+def logp():
+    return FAMILIES["lognormal"].sample(np.random.default_rng(0), 600).logp
+
+
+@pytest.mark.parametrize("method", [m for m in methods() if m != "binomial"])
+def test_every_exact_method_answers_all_three_risks_with_intervals(logp, method):
+    fit = rc.fit_tail(logp, method=method, n_draws=200)
+    for risk, x in [("worst_query_risk", 1e5), ("behavior_frequency", 0.01), ("aggregate_risk", 1e5)]:
+        point = fit.forecast(risk, x)
+        low, high = fit.interval(risk, x, level=0.9)
+        assert isinstance(point, float) and 0.0 <= low <= high <= 1.0 and 0.0 <= point <= 1.0
+    arr = fit.worst_query_risk(np.array([[1e3, 1e4], [1e5, 1e6]]))
+    assert arr.shape == (2, 2)
+    assert np.all(np.diff(arr.ravel()) >= 0)  # worst-query risk grows with n
+
+
+def test_default_method_is_the_documented_one(logp):
+    from rarecast.tail import DEFAULT_EXACT
+
+    assert rc.fit_tail(logp).method == DEFAULT_EXACT
+    counts = rc.Scores.from_counts(np.r_[np.arange(1, 40), np.zeros(300)], np.full(339, 100))
+    assert rc.fit_tail(counts).method == "binomial"
+
+
+@pytest.mark.parametrize(
+    "data, kwargs, message",
+    [
+        (np.array([-1.0, np.nan] + [-2.0] * 50), {}, "NaN"),
+        (np.array([0.5] + [-2.0] * 50), {}, "> 0"),
+        (np.array([]), {}, "needs"),
+        (np.log(np.linspace(0.01, 0.02, 8)), {}, "needs more than"),
+        (np.full(100, -3.0), {"method": "exponential"}, "does not decay"),
+        (np.log(np.linspace(0.01, 0.02, 50)), {"method": "nope"}, "unknown method"),
+        (np.log(np.linspace(0.01, 0.02, 50)), {"method": "gumbel-ols", "k": 1}, "k must be"),
+    ],
+)
+def test_bad_input_raises_forecast_error(data, kwargs, message):
+    with pytest.raises(rc.ForecastError, match=message) as err:
+        rc.fit_tail(data, **kwargs)
+    assert isinstance(err.value, ValueError)
+
+
+def test_bad_forecast_arguments(logp):
+    fit = rc.fit_tail(logp)
+    with pytest.raises(rc.ForecastError, match="n must be"):
+        fit.worst_query_risk(0.5)
+    with pytest.raises(rc.ForecastError, match="tau must"):
+        fit.behavior_frequency(1.5)
+    with pytest.raises(rc.ForecastError, match="level"):
+        fit.interval("aggregate_risk", 1e4, level=1.2)
+
+
+def test_diagnostics_flag_ties_and_heavy_tails():
+    rng = np.random.default_rng(0)
+    psi = np.r_[-1.0, -1.2, np.full(4, -1.5), rng.normal(-4, 0.3, 500)]  # rounded scores tie in the top
+    d = rc.fit_tail(-np.exp(-psi), method="gumbel-ols-digamma").diagnostics()
+    assert d.top_ties == 3 and any("ties" in w for w in d.warnings)
+    with pytest.raises(rc.ForecastError, match="does not decay"):  # an all-tied top has no slope at all
+        rc.fit_tail(-np.exp(-np.r_[np.full(12, -1.0), psi[6:]]), method="gumbel-ols")
+    from scipy import stats
+
+    heavy = -3 + stats.genpareto.rvs(0.6, scale=0.05, size=3000, random_state=rng)
+    d = rc.fit_tail(-np.exp(-heavy)).diagnostics()
+    assert d.shape_test_pvalue < 0.05 and d.stability_over_k

@@ -1,0 +1,104 @@
+"""`rarecast forecast` end to end, through the installed console script, on real files."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from rarecast.synthetic import FAMILIES
+
+
+def run_cli(*args, cwd=None):
+    cmd = [sys.executable, "-c", "from rarecast.cli import main; main()", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def logp():
+    return FAMILIES["exponential"].sample(np.random.default_rng(0), 500).logp
+
+
+def write_jsonl(path, rows):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_json_output_matches_the_python_api(tmp_path, logp):
+    import rarecast as rc
+
+    f = write_jsonl(tmp_path / "s.jsonl", [{"id": f"q{i}", "logp": float(v), "model": "m1"} for i, v in enumerate(logp)])
+    out = run_cli("forecast", str(f), "--n", "1e4", "--n", "1e6", "--tau", "0.5", "--json")
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(out.stdout)
+    fit = rc.fit_tail(logp)
+    worst = [r for r in doc["forecasts"] if r["risk"] == "worst_query_risk"]
+    assert [r["n"] for r in worst] == [1e4, 1e6]
+    assert np.allclose([r["forecast"] for r in worst], fit.worst_query_risk([1e4, 1e6]), rtol=1e-12)
+    assert all(r["low"] <= r["forecast"] <= r["high"] for r in doc["forecasts"])
+    assert doc["provenance"] == {"model": "m1"} and doc["rarecast_version"]
+    assert doc["diagnostics"]["tail_size"] == 22
+
+
+def test_table_output_and_formats_agree(tmp_path, logp):
+    csv = tmp_path / "s.csv"
+    csv.write_text("id,p\n" + "".join(f"q{i},{float(np.exp(v))!r}\n" for i, v in enumerate(logp)))
+    parquet = tmp_path / "s.parquet"
+    pq.write_table(pa.table({"query_id": [f"q{i}" for i in range(len(logp))], "logp": logp}), parquet)
+    docs = [json.loads(run_cli("forecast", str(p), "--json", "--method", "gumbel-ols").stdout) for p in (csv, parquet)]
+    a, b = ([r["forecast"] for r in d["forecasts"]] for d in docs)
+    assert np.allclose(a, b, rtol=1e-9)
+    table = run_cli("forecast", str(parquet), "--n", "1e5")
+    assert table.returncode == 0 and "worst-query risk" in table.stdout and "90% interval" in table.stdout
+
+
+def test_counts_file(tmp_path):
+    rng = np.random.default_rng(2)
+    p = np.exp(FAMILIES["exponential-k500"].sample_psi(rng, 600) * 0 - np.exp(-FAMILIES["exponential-k500"].sample_psi(rng, 600)))
+    s = rng.binomial(500, p)
+    f = write_jsonl(tmp_path / "c.jsonl", [{"id": i, "successes": int(x), "trials": 500} for i, x in enumerate(s)])
+    out = run_cli("forecast", str(f), "--json")
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["method"] == "binomial"
+
+
+BAD = [
+    ("nan.jsonl", '{"logp": -1}\n{"logp": NaN}\n', "row 2", "NaN"),
+    ("pos.jsonl", '{"logp": -1}\n{"logp": -2}\n{"logp": 0.5}\n', "row 3", "> 0"),
+    ("p.csv", "p\n0.1\n1.5\n", "row 3", "[0, 1]"),
+    ("empty.jsonl", "", None, "holds no scores"),
+    ("json.jsonl", '{"logp": -1}\n{"logp": \n', "row 2", "bad JSON"),
+    ("cols.jsonl", '{"score": -1}\n', "row 1", "needs a 'logp'"),
+    ("text.jsonl", '{"logp": "high"}\n', "row 1", "not a number"),
+    ("dup.jsonl", '{"id": "a", "logp": -1}\n{"id": "a", "logp": -2}\n', "row 2", "duplicate query id"),
+    ("bytes.jsonl", b'{"logp": -1}\n\xff\xfe\x00garbage\n', "row 2", "UTF-8"),
+    ("counts.jsonl", '{"successes": 5, "trials": 3}\n', "row 1", "successes=5"),
+    ("few.jsonl", '{"logp": -1}\n{"logp": -2}\n', None, "needs more than"),
+    ("scores.txt", "x", None, "unknown score file type"),
+]
+
+
+@pytest.mark.parametrize("name, content, row, problem", BAD)
+def test_bad_files_fail_with_one_line_naming_file_and_row(tmp_path, name, content, row, problem):
+    f = tmp_path / name
+    f.write_bytes(content if isinstance(content, bytes) else content.encode())
+    before = sorted(p.name for p in tmp_path.iterdir())
+    out = run_cli("forecast", str(f), cwd=tmp_path)
+    assert out.returncode == 2
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1, out.stderr
+    assert problem in lines[0] and (row is None or f"{name}, {row}" in lines[0]), lines[0]
+    if problem != "needs more than":  # file errors name the file; fit errors name the problem
+        assert name in lines[0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing written
+
+
+def test_unknown_method_and_missing_file(tmp_path, logp):
+    f = write_jsonl(tmp_path / "s.jsonl", [{"logp": float(v)} for v in logp])
+    out = run_cli("forecast", str(f), "--method", "magic")
+    assert out.returncode == 2 and "unknown method 'magic'" in out.stderr
+    out = run_cli("forecast", str(tmp_path / "missing.jsonl"))
+    assert out.returncode == 2 and "missing.jsonl: no such file" in out.stderr
