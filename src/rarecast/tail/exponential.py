@@ -4,44 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from rarecast.errors import ForecastError
 from rarecast.scores import Scores
-from rarecast.tail.base import TailEstimator, require_int, uniform_body
+from rarecast.tail.base import PeaksOverThreshold
 from rarecast.tail.model import TailModel
 
 
-def default_k(m: int) -> int:
-    """Tail size used when k is "auto": about sqrt(m) and at least 10.
-
-    sqrt(m) is the classical compromise between the variance of a small tail sample and the bias of reaching
-    into the body; docs/choices.md shows its benchmark against fixed fractions.
-    """
-    return int(max(10, round(np.sqrt(m))))
-
-
-def resolve_k(k, m: int) -> int:
-    """The tail size for m scores: "auto", a whole number, or a fraction of m (at least 10)."""
-    if k == "auto":
-        kk = default_k(m)
-    elif isinstance(k, float):
-        kk = max(10, int(round(k * m)))
-    else:
-        kk = k
-    if kk >= m:
-        raise ForecastError(f"k = {kk} needs more than {kk} scored queries, got {m}; score more queries or lower k")
-    return kk
-
-
-def check_k(k) -> int | float | str:
-    """Validate a tail size: "auto", a whole number >= 2, or a fraction of m in (0, 1)."""
-    if isinstance(k, float) and not isinstance(k, bool):
-        if not 0 < k < 1:
-            raise ForecastError(f"a fractional k must lie in (0, 1), got {k!r}")
-        return k
-    return k if k == "auto" else require_int("k", k, 2)
-
-
-class ExponentialPOT(TailEstimator):
+class ExponentialPOT(PeaksOverThreshold):
     """Exponential excesses of psi over the (k+1)-th largest score, fitted by maximum likelihood.
 
     With ``predictive=True`` the forecast is the posterior predictive quantile under Jeffreys' prior on the
@@ -55,35 +23,20 @@ class ExponentialPOT(TailEstimator):
 
     name = "exponential"
 
-    def __init__(self, k: int | str = "auto", predictive: bool = False):
-        self.k = check_k(k)
+    def __init__(self, k: int | float | str = "auto", predictive: bool = False):
+        super().__init__(k)
         self.predictive = bool(predictive)
 
     def params(self) -> dict:
-        return {"k": self.k, "predictive": self.predictive}
-
-    def points_needed(self, m: int) -> int:
-        return resolve_k(self.k, m) + 1
+        return {**super().params(), "predictive": self.predictive}
 
     def fit_sorted(self, psi_desc: np.ndarray) -> TailModel:
-        m = psi_desc.shape[1]
-        k = resolve_k(self.k, m)
-        u = psi_desc[:, k]
-        sigma = np.mean(psi_desc[:, :k], axis=1) - u
-        atoms, weights = uniform_body(psi_desc, k)
+        k, u, excess, atoms, weights = self.split(psi_desc)
         xi = np.full_like(u, 1.0 / k if self.predictive else 0.0)
-        return TailModel(atoms, weights, u, np.full_like(u, k / m), sigma, xi)
+        return TailModel(atoms, weights, u, np.full_like(u, k / psi_desc.shape[1]), excess.mean(axis=1), xi)
 
     def draws(self, scores: Scores, n_draws: int, rng: np.random.Generator) -> TailModel:
         psi = self.check(scores)[None, :]
-        point = ExponentialPOT(self.k).fit_sorted(psi)
-        m = psi.shape[1]
-        k = resolve_k(self.k, m)
-        total_excess = point.sigma[0, 0] * k
-        sigma = total_excess / rng.gamma(k, 1.0, size=n_draws)
-        zeta = rng.beta(k + 0.5, m - k + 0.5, size=n_draws)
-        weights = np.repeat(point.weights, n_draws, axis=0) * ((1 - zeta) / (1 - k / m))[:, None]
-        return TailModel(
-            np.repeat(point.atoms, n_draws, axis=0), weights, np.repeat(point.threshold, n_draws),
-            zeta, sigma, np.zeros(n_draws),
-        )
+        k, _, excess, _, _ = self.split(psi)
+        sigma = excess.sum() / rng.gamma(k, 1.0, size=n_draws)  # rate ~ Gamma(k, summed excess)
+        return self.posterior_replicates(psi, k, sigma, np.zeros(n_draws), rng)

@@ -5,9 +5,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.stats import chi2
 
-from rarecast.tail.base import TailEstimator, uniform_body
-from rarecast.tail.exponential import check_k, resolve_k
-from rarecast.scores import Scores
+from rarecast.tail.base import PeaksOverThreshold
 from rarecast.tail.model import TailModel
 
 # Profile grid over v = theta * (largest excess), uniform in log1p(v): v runs from just above -1 to e^7.
@@ -59,7 +57,7 @@ def shape_test_pvalue(excess: np.ndarray) -> np.ndarray:
     return chi2.sf(stat, df=1)
 
 
-class GeneralizedParetoPOT(TailEstimator):
+class GeneralizedParetoPOT(PeaksOverThreshold):
     """Generalized Pareto excesses of psi over the (k+1)-th largest score, by maximum likelihood.
 
     Shape xi > 0 is a heavier-than-Gumbel tail in psi, xi < 0 a bounded one. :func:`shape_test_pvalue` tests
@@ -68,19 +66,7 @@ class GeneralizedParetoPOT(TailEstimator):
 
     name = "gpd"
 
-    def __init__(self, k: int | str = "auto"):
-        self.k = check_k(k)
-
-    def params(self) -> dict:
-        return {"k": self.k}
-
-    def points_needed(self, m: int) -> int:
-        return resolve_k(self.k, m) + 1
-
     def fit_sorted(self, psi_desc: np.ndarray) -> TailModel:
-        m = psi_desc.shape[1]
-        k = resolve_k(self.k, m)
-        u = psi_desc[:, k]
-        xi, sigma, _ = gpd_profile(psi_desc[:, :k] - u[:, None])
-        atoms, weights = uniform_body(psi_desc, k)
-        return TailModel(atoms, weights, u, np.full_like(u, k / m), sigma, xi)
+        k, u, excess, atoms, weights = self.split(psi_desc)
+        xi, sigma, _ = gpd_profile(excess)
+        return TailModel(atoms, weights, u, np.full_like(u, k / psi_desc.shape[1]), sigma, xi)

@@ -16,8 +16,7 @@ import numpy as np
 
 from rarecast.errors import ForecastError
 from rarecast.scores import Scores
-from rarecast.tail.base import TailEstimator, uniform_body
-from rarecast.tail.exponential import check_k, resolve_k
+from rarecast.tail.base import PeaksOverThreshold
 from rarecast.tail.model import TailModel, gpd_log_sf
 
 _XI = np.linspace(-0.6, 1.0, 65)
@@ -37,7 +36,7 @@ def gpd_posterior(excess: np.ndarray, prior_sd: float) -> tuple[np.ndarray, np.n
     return xi, sigma, w / w.sum()
 
 
-class BayesianGPD(TailEstimator):
+class BayesianGPD(PeaksOverThreshold):
     """GPD excesses over the (k+1)-th largest psi with a N(0, prior_sd^2) prior on the shape.
 
     ``point`` picks the point forecast: ``"map"``, the posterior mode as a plain GPD; ``"predictive"``, the
@@ -48,9 +47,9 @@ class BayesianGPD(TailEstimator):
 
     name = "gpd-bayes"
 
-    def __init__(self, k: int | str = "auto", prior_sd: float = 0.2, point: str | float = "map",
+    def __init__(self, k: int | float | str = "auto", prior_sd: float = 0.2, point: str | float = "map",
                  min_weight: float = 1e-6):
-        self.k = check_k(k)
+        super().__init__(k)
         if not (isinstance(prior_sd, (int, float)) and prior_sd > 0):
             raise ForecastError(f"prior_sd must be a positive number, got {prior_sd!r}")
         is_q = isinstance(point, (int, float)) and not isinstance(point, bool) and 0 < point < 1
@@ -60,47 +59,30 @@ class BayesianGPD(TailEstimator):
         self.prior_sd, self.point, self.min_weight = float(prior_sd), point, float(min_weight)
 
     def params(self) -> dict:
-        return {"k": self.k, "prior_sd": self.prior_sd, "point": self.point}
-
-    def points_needed(self, m: int) -> int:
-        return resolve_k(self.k, m) + 1
-
-    def _posterior(self, psi: np.ndarray):
-        m = len(psi)
-        k = resolve_k(self.k, m)
-        u = psi[k]
-        excess = psi[:k] - u
-        if excess.max() <= 0:
-            raise ForecastError(f"the top {k + 1} scores are tied; there is no tail to fit (a floor?)")
-        xi, sigma, w = gpd_posterior(excess, self.prior_sd)
-        return k, m, u, xi, sigma, w
+        return {**super().params(), "prior_sd": self.prior_sd, "point": self.point}
 
     def fit_sorted(self, psi_desc: np.ndarray) -> TailModel:
         if psi_desc.shape[0] != 1:
             raise ForecastError("gpd-bayes fits one sample at a time; its intervals come from the posterior")
-        k, m, u, xi, sigma, w = self._posterior(psi_desc[0])
+        k, u, excess, atoms, weights = self.split(psi_desc)
+        xi, sigma, w = gpd_posterior(excess[0], self.prior_sd)
         if self.point == "predictive":
             keep = np.flatnonzero(w > self.min_weight * w.max())
         else:
             keep = np.array([np.argmax(w)])
         mix = w[keep] / w[keep].sum()
-        atoms, weights = uniform_body(psi_desc, k)
+        m = psi_desc.shape[1]
         zeta = (k + 0.5) / (m + 1.0)  # posterior mean of the tail mass
-        return TailModel(atoms, weights * (1 - zeta) / (1 - k / m), np.array([u]), np.array([zeta]),
+        return TailModel(atoms, weights * (1 - zeta) / (1 - k / m), u, np.array([zeta]),
                          sigma[keep][None, :], xi[keep][None, :], mix=mix[None, :])
 
-    def fit_point(self, scores: Scores) -> TailModel:
-        return self.fit_sorted(self.check(scores)[None, :])
-
     def draws(self, scores: Scores, n_draws: int, rng: np.random.Generator) -> TailModel:
-        psi = self.check(scores)
-        k, m, u, xi, sigma, w = self._posterior(psi)
+        psi = self.check(scores)[None, :]
+        k, _, excess, _, _ = self.split(psi)
+        xi, sigma, w = gpd_posterior(excess[0], self.prior_sd)
         idx = rng.choice(len(w), size=n_draws, p=w)
         # jitter within a grid cell so that draws are not confined to grid values
         dxi, dls = _XI[1] - _XI[0], _LOG_SIGMA_OFFSET[1] - _LOG_SIGMA_OFFSET[0]
         xi_d = xi[idx] + rng.uniform(-dxi / 2, dxi / 2, n_draws)
         sigma_d = sigma[idx] * np.exp(rng.uniform(-dls / 2, dls / 2, n_draws))
-        zeta = rng.beta(k + 0.5, m - k + 0.5, size=n_draws)
-        atoms, weights = uniform_body(psi[None, :], k)
-        weights = np.repeat(weights, n_draws, axis=0) * ((1 - zeta) / (1 - k / m))[:, None]
-        return TailModel(np.repeat(atoms, n_draws, axis=0), weights, np.full(n_draws, u), zeta, sigma_d, xi_d)
+        return self.posterior_replicates(psi, k, sigma_d, xi_d, rng)
