@@ -1,0 +1,185 @@
+"""Scoring throughput of the hf backend on the embedded SmolLM2-135M, against a naive loop and the machine.
+
+In one run:
+
+* naive: one query at a time, a full ``model(ids).logits`` (logits at every position), log-softmax, gather;
+* the hf backend (fp32, and bf16 with an fp32 head): token-budget batches, logits only at target positions;
+* the same backend scoring 4 targets per query in one packed prompt pass vs one call per target;
+* dense fp32 (and bf16) ``torch.matmul`` FLOP/s on large square matrices, as the machine's ceiling.
+
+Reported: tokens/s, ``speedup_vs_naive`` (backend fp32 tokens/s over naive tokens/s) and ``matmul_fraction``
+(the backend's useful model FLOP/s over the measured fp32 matmul FLOP/s). Model FLOPs count the linear layers
+for every input token, causal attention (QK and PV) for the keys each token sees, and the LM head only where
+it is applied (target positions for the backend; the naive loop is credited the same useful FLOPs).
+
+    python benchmarks/scoring_throughput.py --quick --out scoring.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+
+import numpy as np
+import torch
+
+from rarecast.backends import get_backend
+from rarecast.backends.hf import continuation_ids, encode, render_prompt
+from rarecast.queries import Query
+
+WORDS = ("the model should explain how a small river finds its way to the sea while people watch "
+         "from old bridges and write letters about weather trade music rules stars and bread").split()
+TARGET = "Sure, here is"
+MULTI = ["Sure, here is", "I cannot", "Of course", "No"]
+
+
+def make_queries(n: int, seed: int = 0) -> list[Query]:
+    """Deterministic prompts of 12-30 words (about 45-65 tokens with the chat template)."""
+    rng = np.random.default_rng(seed)
+    return [Query(id=f"q{i}", prompt=" ".join(rng.choice(WORDS, size=int(rng.integers(12, 31)))) + "?")
+            for i in range(n)]
+
+
+def matmul_flops(dtype: torch.dtype, n: int = 2048, reps: int = 5) -> float:
+    """Best-of-``reps`` dense matmul FLOP/s (2 n^3 per product)."""
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    torch.matmul(a, b)  # warm-up
+    best = min(_timed(lambda: torch.matmul(a, b)) for _ in range(reps))
+    return 2 * n**3 / best
+
+
+def _timed(fn) -> float:
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
+
+
+def model_flops(config, rows: list[tuple[int, int]]) -> float:
+    """Useful FLOPs of scoring rows given as (input tokens, positions read through the head)."""
+    d, ff, layers = config.hidden_size, config.intermediate_size, config.num_hidden_layers
+    heads = config.num_attention_heads
+    head_dim = getattr(config, "head_dim", None) or d // heads
+    kv = config.num_key_value_heads * head_dim
+    linear = 2 * layers * (d * heads * head_dim * 2 + 2 * d * kv + 3 * d * ff)  # q, o, k, v, MLP
+    total = 0.0
+    for length, heads_read in rows:
+        seen = length * (length + 1) / 2  # causal: token i attends to i + 1 keys
+        total += linear * length + 4 * layers * heads * head_dim * seen + 2 * d * config.vocab_size * heads_read
+    return total
+
+
+def token_rows(backend, queries, target):
+    """(prompt + target tokens, target tokens) per query, with the backend's own boundary handling."""
+    tok = backend.tokenizer
+    out = []
+    for q in queries:
+        text = render_prompt(tok, q)
+        p = encode(tok, text)
+        c = continuation_ids(tok, text, p, target)
+        out.append((p, c))
+    return out
+
+
+def naive(backend, queries, target) -> dict:
+    """One query at a time; logits for every position, as a first script would do it."""
+    model = backend.model
+    pairs = token_rows(backend, queries, target)
+    values, tokens = [], 0
+    start = time.perf_counter()
+    with torch.inference_mode():
+        for p, c in pairs:
+            ids = torch.tensor([p + c])
+            logp = torch.log_softmax(model(ids).logits[0].float(), dim=-1)
+            values.append(float(sum(logp[len(p) - 1 + i, t] for i, t in enumerate(c))))
+            tokens += len(p) + len(c)
+    seconds = time.perf_counter() - start
+    flops = model_flops(model.config, [(len(p) + len(c) - 1, len(c)) for p, c in pairs])
+    return {"seconds": seconds, "tokens": tokens, "tokens_per_s": tokens / seconds, "flops_per_s": flops / seconds,
+            "values": values}
+
+
+def backend_run(backend, queries, targets) -> dict:
+    backend.continuation_logprobs(queries[:4], targets)  # warm-up (first-call allocations)
+    before = backend.tokens_processed
+    start = time.perf_counter()
+    values = backend.continuation_logprobs(queries, targets)
+    seconds = time.perf_counter() - start
+    tokens = backend.tokens_processed - before
+    pairs = token_rows(backend, queries, targets[0]) if len(targets) == 1 else None
+    flops = model_flops(backend.model.config, [(len(p) + len(c) - 1, len(c)) for p, c in pairs]) if pairs else None
+    out = {"seconds": seconds, "tokens": tokens, "tokens_per_s": tokens / seconds, "values": values}
+    if flops is not None:
+        out["flops_per_s"] = flops / seconds
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="small sizes, about 2 minutes")
+    ap.add_argument("--out", help="write the figures as one JSON object")
+    ap.add_argument("--device", default="cpu")
+    args = ap.parse_args()
+    n_naive, n_backend, n_multi = (24, 192, 48) if args.quick else (64, 768, 192)
+
+    load0 = os.getloadavg()[0]
+    mm32 = matmul_flops(torch.float32)
+    mm16 = matmul_flops(torch.bfloat16)
+    fp32 = get_backend("hf:smollm2", device=args.device)
+    queries = make_queries(n_backend)
+
+    nv = naive(fp32, queries[:n_naive], TARGET)
+    bk = backend_run(fp32, queries, [TARGET])
+    agree = float(np.max(np.abs(bk["values"][:n_naive, 0] - np.array(nv["values"]))))
+
+    packed = _timed(lambda: fp32.continuation_logprobs(queries[:n_multi], MULTI))
+    separate = _timed(lambda: [fp32.continuation_logprobs(queries[:n_multi], [t]) for t in MULTI])
+
+    bf16 = get_backend("hf:smollm2", dtype="bf16", device=args.device)
+    bb = backend_run(bf16, queries, [TARGET])
+    bf16_shift = float(np.max(np.abs(bb["values"] - bk["values"])))
+
+    result = {
+        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch "
+                   f"{torch.__version__}, {torch.get_num_threads()} threads",
+        "load_average_at_start": load0,
+        "queries_backend": n_backend, "queries_naive": n_naive,
+        "matmul_fp32_gflops": mm32 / 1e9, "matmul_bf16_gflops": mm16 / 1e9,
+        "naive_tokens_per_s": nv["tokens_per_s"],
+        "backend_fp32_tokens_per_s": bk["tokens_per_s"],
+        "backend_fp32_queries_per_s": n_backend / bk["seconds"],
+        "backend_fp32_model_gflops": bk["flops_per_s"] / 1e9,
+        "backend_bf16_tokens_per_s": bb["tokens_per_s"],
+        "backend_bf16_model_gflops": bb["flops_per_s"] / 1e9,
+        "speedup_vs_naive": bk["tokens_per_s"] / nv["tokens_per_s"],
+        "matmul_fraction": bk["flops_per_s"] / mm32,
+        "bf16_matmul_fraction_of_bf16_matmul": bb["flops_per_s"] / mm16,
+        "max_abs_diff_backend_vs_naive_nats": agree,
+        "max_abs_shift_bf16_vs_fp32_nats": bf16_shift,
+        "four_targets_packed_seconds": packed, "four_targets_separate_seconds": separate,
+        "packed_speedup_vs_separate": separate / packed,
+        "load_average_at_end": os.getloadavg()[0],
+    }
+    _print_table(result)
+    if args.out:
+        with open(args.out, "w") as fh:
+            json.dump(result, fh, indent=2)
+
+
+def _print_table(r: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title=f"scoring throughput: SmolLM2-135M ({r['machine']})")
+    t.add_column("measure")
+    t.add_column("value", justify="right")
+    for k, v in r.items():
+        if k != "machine":
+            t.add_row(k, f"{v:,.4g}" if isinstance(v, float) else str(v))
+    Console().print(t)
+
+
+if __name__ == "__main__":
+    main()
