@@ -47,88 +47,19 @@ def load_queries(path) -> list[Query]:
     from pathlib import Path
 
     from rarecast.errors import InputError
+    from rarecast.tables import columns_of, read_rows
 
     p = Path(path)
     if not p.is_file():
         raise InputError("no such file", file=str(p))
-    suffix = p.suffix.lower()
-    if suffix == ".parquet":
-        rows = _parquet_rows(p)
-    else:
-        lines = _utf8_lines(p)
-        reader = {".jsonl": _jsonl_rows, ".ndjson": _jsonl_rows, ".json": _jsonl_rows, ".csv": _csv_rows}
-        rows = reader.get(suffix, _text_rows)(p, lines)
+    columns = columns_of(p)
+    if columns is not None:
+        _check_columns(columns, str(p))
+    rows = read_rows(p, text_column="prompt")
     queries = _unique([(row, _query_from_record(rec, str(p), row)) for row, rec in rows], str(p))
     if not queries:
         raise InputError("no queries in the file", file=str(p))
     return queries
-
-
-def _utf8_lines(path) -> list[str]:
-    """Decode line by line so that a bad byte is reported with its line number."""
-    from rarecast.errors import InputError
-
-    raw = path.read_bytes()
-    if raw.startswith(b"\xef\xbb\xbf"):  # a UTF-8 byte-order mark is harmless; drop it
-        raw = raw[3:]
-    lines = []
-    for i, line in enumerate(raw.split(b"\n"), start=1):
-        try:
-            lines.append(line.decode("utf-8").rstrip("\r"))
-        except UnicodeDecodeError as exc:
-            raise InputError(f"not UTF-8 text (byte {exc.start + 1} of the line)", file=str(path), row=i) from None
-    return lines
-
-
-def _jsonl_rows(path, lines):
-    from rarecast.errors import InputError
-
-    for i, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise InputError(f"bad JSON: {exc.msg} (column {exc.colno})", file=str(path), row=i) from None
-        if not isinstance(rec, dict):
-            raise InputError("each line must be a JSON object", file=str(path), row=i)
-        yield i, rec
-
-
-def _csv_rows(path, lines):
-    import csv
-
-    from rarecast.errors import InputError
-
-    reader = csv.DictReader(lines)
-    if not reader.fieldnames:
-        raise InputError("empty CSV file (no header)", file=str(path), row=1)
-    _check_columns(reader.fieldnames, str(path))
-    try:
-        for rec in reader:
-            yield reader.line_num, {k: v for k, v in rec.items() if k is not None and v not in (None, "")}
-    except csv.Error as exc:
-        raise InputError(f"bad CSV: {exc}", file=str(path), row=reader.line_num) from None
-
-
-def _parquet_rows(path):
-    import pyarrow.parquet as pq
-
-    from rarecast.errors import InputError
-
-    try:
-        table = pq.read_table(path)
-    except Exception as exc:  # pyarrow raises several types for a corrupt or foreign file
-        raise InputError(f"cannot read Parquet: {exc}", file=str(path)) from None
-    _check_columns(table.column_names, str(path))
-    for i, rec in enumerate(table.to_pylist(), start=1):
-        yield i, {k: v for k, v in rec.items() if v is not None}
-
-
-def _text_rows(path, lines):
-    for i, line in enumerate(lines, start=1):
-        if line.strip():
-            yield i, {"prompt": line}
 
 
 def _check_columns(columns, file: str) -> None:

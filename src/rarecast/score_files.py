@@ -7,14 +7,13 @@ written by ``rarecast export`` (model, revision, behavior, decoding, rarecast_ve
 
 from __future__ import annotations
 
-import csv
-import json
 import math
 from pathlib import Path
 from typing import Any, Iterator
 
 from rarecast.errors import ForecastError, InputError
 from rarecast.scores import Scores
+from rarecast.tables import JSONL_SUFFIXES, read_rows
 
 #: columns that describe where scores came from; the first row's values are reported as the provenance
 PROVENANCE_FIELDS = ("model", "revision", "behavior", "behavior_id", "decoding", "rarecast_version")
@@ -35,12 +34,10 @@ def read_scores(path: str | Path, *, model: str | None = None, behavior: str | N
         from rarecast.store import load_scores
 
         return load_scores(path, behavior=behavior, model=model)
-    readers = {".jsonl": _jsonl_rows, ".ndjson": _jsonl_rows, ".json": _jsonl_rows, ".csv": _csv_rows,
-               ".parquet": _parquet_rows}
-    if suffix not in readers:
+    if suffix not in JSONL_SUFFIXES + (".csv", ".parquet"):
         raise InputError(f"unknown score file type {suffix!r}; use .jsonl, .csv, .parquet or a .db store",
                          file=str(path))
-    return _to_scores(path, readers[suffix](path))
+    return _to_scores(path, read_rows(path))
 
 
 def _to_scores(path: Path, rows: Iterator[tuple[int, dict[str, Any]]]) -> tuple[Scores, dict]:
@@ -100,45 +97,3 @@ def _number(path: Path, line: int, row: dict, column: str) -> float:
     if not math.isfinite(out):
         raise InputError(f"'{column}' is {'NaN' if math.isnan(out) else 'infinite'}", file=str(path), row=line)
     return out
-
-
-def _jsonl_rows(path: Path) -> Iterator[tuple[int, dict]]:
-    with open(path, "rb") as fh:
-        for line, raw in enumerate(fh, 1):
-            try:
-                text = raw.decode("utf-8").strip()
-            except UnicodeDecodeError:
-                raise InputError("is not UTF-8 text", file=str(path), row=line) from None
-            if not text:
-                continue
-            try:
-                row = json.loads(text)
-            except json.JSONDecodeError as exc:
-                raise InputError(f"bad JSON ({exc.msg})", file=str(path), row=line) from None
-            if not isinstance(row, dict):
-                raise InputError("each line must be a JSON object", file=str(path), row=line)
-            yield line, row
-
-
-def _csv_rows(path: Path) -> Iterator[tuple[int, dict]]:
-    try:
-        with open(path, newline="", encoding="utf-8") as fh:
-            for line, row in enumerate(csv.DictReader(fh), 2):  # line 1 is the header
-                if None in row:
-                    raise InputError("has more fields than the header", file=str(path), row=line)
-                yield line, row
-    except UnicodeDecodeError:
-        raise InputError("is not UTF-8 text", file=str(path)) from None
-    except csv.Error as exc:
-        raise InputError(f"bad CSV ({exc})", file=str(path)) from None
-
-
-def _parquet_rows(path: Path) -> Iterator[tuple[int, dict]]:
-    import pyarrow.parquet as pq
-
-    try:
-        table = pq.read_table(path)
-    except Exception as exc:  # pyarrow raises several unrelated types for a damaged file
-        raise InputError(f"not a readable Parquet file ({type(exc).__name__})", file=str(path)) from None
-    for i, row in enumerate(table.to_pylist(), 1):
-        yield i, row

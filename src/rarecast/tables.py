@@ -1,0 +1,99 @@
+"""Rows of the table files users exchange (JSONL, CSV, Parquet, plain text), numbered for error messages.
+
+Rows are 1-based: the line number for JSONL, CSV and text files (a CSV header is line 1), the table row for
+Parquet. Empty cells are dropped, so a reader sees a missing value as a missing key. Every problem raises
+:class:`~rarecast.errors.InputError` naming the file and, where one is to blame, the row.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Iterator
+
+from rarecast.errors import InputError
+
+Row = tuple[int, dict]
+JSONL_SUFFIXES = (".jsonl", ".ndjson", ".json")
+
+
+def read_rows(path: Path, *, text_column: str | None = None) -> Iterator[Row]:
+    """Rows of ``path`` by its extension; other extensions are plain text (one ``text_column`` value a line)
+    when ``text_column`` is given and an error otherwise."""
+    suffix = path.suffix.lower()
+    if suffix == ".parquet":
+        return _parquet_rows(path)
+    if suffix not in JSONL_SUFFIXES + (".csv",) and text_column is None:
+        raise InputError(f"unknown file type {suffix!r}; use .jsonl, .csv or .parquet", file=str(path))
+    lines = utf8_lines(path)
+    if suffix in JSONL_SUFFIXES:
+        return _jsonl_rows(path, lines)
+    if suffix == ".csv":
+        return _csv_rows(path, lines)
+    return ((i, {text_column: line}) for i, line in enumerate(lines, 1) if line.strip())
+
+
+def columns_of(path: Path) -> list[str] | None:
+    """Header columns of a CSV or Parquet file (None for row-wise formats), for checks before reading."""
+    suffix = path.suffix.lower()
+    if suffix == ".parquet":
+        return _parquet_table(path).column_names
+    if suffix == ".csv":
+        first = next(iter(utf8_lines(path)), "")
+        return next(csv.reader([first]), [])
+    return None
+
+
+def utf8_lines(path: Path) -> list[str]:
+    """Decode line by line so that a bad byte is reported with its line number."""
+    raw = path.read_bytes()
+    if raw.startswith(b"\xef\xbb\xbf"):  # a UTF-8 byte-order mark is harmless; drop it
+        raw = raw[3:]
+    lines = []
+    for i, line in enumerate(raw.split(b"\n"), start=1):
+        try:
+            lines.append(line.decode("utf-8").rstrip("\r"))
+        except UnicodeDecodeError as exc:
+            raise InputError(f"not UTF-8 text (byte {exc.start + 1} of the line)", file=str(path), row=i) from None
+    return lines
+
+
+def _jsonl_rows(path: Path, lines: list[str]) -> Iterator[Row]:
+    for i, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise InputError(f"bad JSON: {exc.msg} (column {exc.colno})", file=str(path), row=i) from None
+        if not isinstance(rec, dict):
+            raise InputError("each line must be a JSON object", file=str(path), row=i)
+        yield i, rec
+
+
+def _csv_rows(path: Path, lines: list[str]) -> Iterator[Row]:
+    reader = csv.DictReader(lines)
+    if not reader.fieldnames:
+        raise InputError("empty CSV file (no header)", file=str(path), row=1)
+    try:
+        for rec in reader:
+            if None in rec:
+                raise InputError("more fields than the header has", file=str(path), row=reader.line_num)
+            yield reader.line_num, {k: v for k, v in rec.items() if v not in (None, "")}
+    except csv.Error as exc:
+        raise InputError(f"bad CSV: {exc}", file=str(path), row=reader.line_num) from None
+
+
+def _parquet_table(path: Path):
+    import pyarrow.parquet as pq
+
+    try:
+        return pq.read_table(path)
+    except Exception as exc:  # pyarrow raises several types for a corrupt or foreign file
+        raise InputError(f"cannot read Parquet: {type(exc).__name__}", file=str(path)) from None
+
+
+def _parquet_rows(path: Path) -> Iterator[Row]:
+    for i, rec in enumerate(_parquet_table(path).to_pylist(), start=1):
+        yield i, {k: v for k, v in rec.items() if v is not None}
