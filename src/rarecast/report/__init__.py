@@ -1,0 +1,32 @@
+"""The forecast report: one self-contained HTML page and the same plots as PNG files beside it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Mapping
+
+from rarecast.queries import Query
+
+
+def write_report(fit, result: dict, queries: Mapping[str, Query], out: str | Path) -> tuple[Path, list[Path]]:
+    """Write ``out`` (HTML) and ``<stem>-scaling.png`` / ``<stem>-distribution.png`` beside it.
+
+    ``result`` is a :meth:`rarecast.Fit.summary` dict with ``warnings`` and ``provenance`` added (as made by
+    :func:`rarecast.experiment.forecast_result`); ``queries`` maps query ids to queries for the riskiest-query
+    table. Returns the HTML path and the PNG paths.
+    """
+    from rarecast.report.html import render
+    from rarecast.report.plots import distribution_plot, scaling_plot
+
+    out = Path(out)
+    plots = {"scaling": scaling_plot(fit, result), "distribution": distribution_plot(fit)}
+    paths = []
+    for name, png in plots.items():
+        path = out.with_name(f"{out.stem}-{name}.png")
+        path.write_bytes(png)
+        paths.append(path)
+    out.write_text(render(result, fit, queries, plots), encoding="utf-8")
+    return out, paths
+
+
+__all__ = ["write_report"]

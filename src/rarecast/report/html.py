@@ -1,0 +1,92 @@
+"""The self-contained HTML report: jinja2 with autoescaping on, plots embedded as base64 PNG.
+
+Query texts come from red-teaming and are hostile by design, so every value reaches the page through
+jinja2's escaping (never ``|safe``) and the page's Content-Security-Policy forbids scripts as a second wall.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from rarecast.queries import Query
+
+RISK_LABELS = {"worst_query_risk": "worst-query risk", "behavior_frequency": "behavior frequency",
+               "aggregate_risk": "aggregate risk"}
+RISKIEST = 20
+
+
+def render(result: dict, fit, queries: Mapping[str, Query], plots: Mapping[str, bytes]) -> str:
+    """The report page for one forecast ``result`` (a :meth:`rarecast.Fit.summary` dict plus ``warnings``
+    and ``provenance``), its ``fit``, the query texts by id, and the PNG plots by name."""
+    import jinja2
+
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(Path(__file__).with_name("templates")),
+        autoescape=True,  # unconditionally on: the report shows adversarial text
+        undefined=jinja2.StrictUndefined,
+    )
+    return env.get_template("report.html.j2").render(**context(result, fit, queries, plots))
+
+
+def context(result: dict, fit, queries: Mapping[str, Query], plots: Mapping[str, bytes]) -> dict[str, Any]:
+    """The template's variables, all plain strings and lists (formatting is done here, not in the template)."""
+    prov = result.get("provenance", {})
+    level = result["forecasts"][0]["level"] if result["forecasts"] else 0.9
+    title = prov.get("experiment") or prov.get("behavior") or "forecast"
+    return {
+        "title": title,
+        "summary_line": f"{prov.get('behavior', '?')} on {prov.get('model', '?')}: {result['method']} tail fit "
+                        f"of {result['m']} {result['kind']} scores; rarecast {result.get('rarecast_version', '?')}",
+        "m": result["m"],
+        "level_pct": f"{level:.0%}",
+        "plots": {name: base64.b64encode(png).decode("ascii") for name, png in plots.items()},
+        "forecasts": [_forecast_row(r) for r in result["forecasts"]],
+        "warnings": list(result.get("warnings", [])),
+        "riskiest": riskiest(fit.scores, queries),
+        "diagnostics": _pairs({k: v for k, v in result["diagnostics"].items() if k != "warnings"}),
+        "provenance": _pairs({**prov, "method": result["method"], "params": result.get("params"),
+                              "rarecast_version (report)": result.get("rarecast_version")}),
+    }
+
+
+def _forecast_row(row: dict) -> dict[str, str]:
+    at = f"tau = {row['tau']:g}" if "tau" in row else f"n = {row['n']:.3g}"
+    return {"label": RISK_LABELS.get(row["risk"], row["risk"]), "at": at, "forecast": f"{row['forecast']:.3g}",
+            "interval": f"{row['low']:.3g} to {row['high']:.3g}"}
+
+
+def riskiest(scores, queries: Mapping[str, Query], limit: int = RISKIEST) -> list[dict[str, Any]]:
+    """The ``limit`` evaluation queries with the largest probability, with their texts where known."""
+    from rarecast.report.plots import probabilities
+
+    p = probabilities(scores)
+    ids = scores.ids or tuple(str(i + 1) for i in range(scores.m))
+    out = []
+    for rank, i in enumerate(np.argsort(-p, kind="stable")[:limit], start=1):
+        label = f"{p[i]:.3g}" if scores.kind == "exact" else f"{p[i]:.3g} ({scores.successes[i]}/{scores.trials[i]})"
+        out.append({"rank": rank, "p": label, "parts": _parts(ids[i], queries.get(ids[i]))})
+    return out
+
+
+def _parts(qid: str, query: Query | None) -> list[dict[str, str]]:
+    if query is None:
+        return [{"role": "id", "content": f"{qid} (text not recorded)"}]
+    if query.prompt is not None:
+        return [{"role": "prompt", "content": query.prompt}]
+    return [{"role": m["role"], "content": m["content"]} for m in query.messages or ()]
+
+
+def _pairs(mapping: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """Key/value rows; nested values as indented JSON."""
+    rows = []
+    for key, value in mapping.items():
+        if value is None or value == {} or value == []:
+            continue
+        text = value if isinstance(value, str) else json.dumps(value, indent=1, sort_keys=True, default=str)
+        rows.append((str(key), text))
+    return rows

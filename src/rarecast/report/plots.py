@@ -1,0 +1,93 @@
+"""The report's figures, drawn with matplotlib's Agg backend (no display needed) and returned as PNG bytes."""
+
+from __future__ import annotations
+
+import io
+
+import matplotlib
+
+matplotlib.use("Agg")  # before pyplot: reports are drawn on servers and in CI without a display
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+_BLUE, _ORANGE, _GREY = "#1f5fa8", "#d9541e", "#555555"
+
+
+def probabilities(scores) -> np.ndarray:
+    """Per-query probability: exp(log p) for exact scores, the success fraction s / k for counts."""
+    return np.exp(scores.logp) if scores.kind == "exact" else scores.successes / scores.trials
+
+
+def evaluation_points(fit) -> tuple[np.ndarray, np.ndarray]:
+    """The empirical scaling points: the j-th largest evaluation probability plotted at n = m / j.
+
+    Queries with p = 0 (exactly, or no success among k samples) cannot be drawn on log axes.
+    """
+    p = np.sort(probabilities(fit.scores))[::-1]
+    n = fit.scores.m / np.arange(1, len(p) + 1)
+    keep = p > 0
+    return n[keep], p[keep]
+
+
+def scaling_plot(fit, result: dict) -> bytes:
+    """Worst-query risk against the number of queries n (log-log): evaluation points, the fitted extrapolation
+    with its interval band, and marks at the asked deployment sizes."""
+    m = fit.scores.m
+    asked = [row for row in result["forecasts"] if row["risk"] == "worst_query_risk"]
+    top = max([row["n"] for row in asked] + [m]) * 10
+    grid = np.logspace(np.log10(max(m / 20, 1.0)), np.log10(top), 120)
+    level = result["forecasts"][0]["level"] if result["forecasts"] else 0.9
+    line = np.asarray(fit.worst_query_risk(grid))
+    low, high = (np.asarray(v) for v in fit.interval("worst_query_risk", grid, level=level))
+    n_pts, p_pts = evaluation_points(fit)
+    shown = n_pts >= grid[0]
+
+    fig, ax = plt.subplots(figsize=(8, 5), dpi=110)
+    ax.fill_between(grid, low, high, color=_BLUE, alpha=0.18, lw=0, label=f"{level:.0%} interval")
+    ax.plot(grid, line, color=_BLUE, lw=2, label=f"forecast ({result['method']})")
+    ax.scatter(n_pts[shown], p_pts[shown], s=18, color="black", zorder=3,
+               label=f"evaluation: j-th largest p of {m} at n = m/j")
+    ax.axvline(m, color=_GREY, ls=":", lw=1)
+    ax.annotate(f"evaluated: m = {m}", (m, 0.02), xycoords=("data", "axes fraction"), rotation=90,
+                color=_GREY, fontsize=8, ha="right", va="bottom")
+    for row in asked:
+        ax.errorbar([row["n"]], [row["forecast"]], yerr=[[row["forecast"] - row["low"]],
+                    [row["high"] - row["forecast"]]], fmt="D", color=_ORANGE, ms=7, capsize=4, zorder=4)
+        ax.annotate(f"n = {row['n']:.0e}\n{row['forecast']:.2g}", (row["n"], row["forecast"]),
+                    textcoords="offset points", xytext=(8, -18), fontsize=8, color=_ORANGE)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    floor = np.nanmin(np.concatenate([low[low > 0], p_pts[shown]])) if np.any(low > 0) else 1e-12
+    ax.set_ylim(max(floor / 3, 1e-300), 1.5)
+    ax.set_xlabel("number of queries n")
+    ax.set_ylabel("worst-query risk (largest p among n)")
+    ax.set_title(f"{result.get('provenance', {}).get('behavior', 'behavior')}: forecast worst-query risk")
+    ax.grid(True, which="major", alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    return _png(fig)
+
+
+def distribution_plot(fit) -> bytes:
+    """Histogram of log10 p over the evaluation queries (counts: of s / k); zeros are counted in the title."""
+    s = fit.scores
+    fig, ax = plt.subplots(figsize=(8, 3.2), dpi=110)
+    p = probabilities(s)
+    zeros = int(np.sum(p == 0))
+    values = np.log10(p[p > 0])
+    if len(values):
+        ax.hist(values, bins=min(60, max(10, len(values) // 20)), color=_BLUE, alpha=0.8)
+    ax.set_xlabel("log10 p (elicitation probability)")
+    ax.set_ylabel("queries")
+    note = f"; {zeros} with p = 0 not shown" if zeros else ""
+    ax.set_title(f"elicitation probabilities of the {s.m} evaluation queries{note}", fontsize=10)
+    ax.grid(True, alpha=0.3)
+    return _png(fig)
+
+
+def _png(fig) -> bytes:
+    buf = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return buf.getvalue()
