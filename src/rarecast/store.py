@@ -116,6 +116,7 @@ class Store:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
+        check_store_file(self.path)  # never add tables to a file that is not a rarecast store
         self.conn = sqlite3.connect(self.path, timeout=60)
         self.conn.execute("PRAGMA journal_mode=WAL")
         # WAL + NORMAL: a committed chunk survives a killed process; only an OS crash can lose the last one.
@@ -285,11 +286,43 @@ def _write_parquet(path: Path, records: list[dict]) -> None:
     tmp.replace(path)
 
 
-def open_existing(db_path: str | Path) -> Store:
-    """Open a store that must already exist (reading never creates a file)."""
-    p = Path(db_path)
+def check_store_file(path: str | Path, *, must_exist: bool = False) -> None:
+    """Raise InputError unless ``path`` is missing (and ``must_exist`` is false), empty, or a rarecast store.
+
+    Looks through a read-only connection, so a file that is not a store (a foreign SQLite database, garbage, a
+    folder) is reported and left exactly as it was, before any model is loaded or any table created.
+    """
+    p = Path(path)
+    if not p.exists():
+        if must_exist:
+            raise InputError("no such store", file=str(p))
+        return
     if not p.is_file():
-        raise InputError("no such store", file=str(p))
+        raise InputError("not a rarecast store (not a regular file)", file=str(p))
+    if p.stat().st_size == 0:
+        if must_exist:
+            raise InputError("not a rarecast store (the file is empty)", file=str(p))
+        return
+    try:
+        con = sqlite3.connect(f"{p.resolve().as_uri()}?mode=ro", uri=True, timeout=60)
+        try:
+            tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        finally:
+            con.close()
+    except sqlite3.DatabaseError as exc:
+        raise InputError(f"not a rarecast store: {exc}", file=str(p)) from None
+    if not tables and not must_exist:
+        return  # a fresh SQLite file (another process may be creating this store right now)
+    if "results" not in tables or (must_exist and "failures" not in tables):
+        found = ", ".join(sorted(tables)[:8]) or "none"
+        raise InputError(f"a SQLite database but not a rarecast store (tables: {found}); left untouched",
+                         file=str(p))
+
+
+def open_existing(db_path: str | Path) -> Store:
+    """Open a store that must already exist (reading never creates a file or adds a table)."""
+    p = Path(db_path)
+    check_store_file(p, must_exist=True)
     try:
         return Store(p)
     except sqlite3.DatabaseError as exc:

@@ -28,7 +28,7 @@ def score_command(
     from rarecast.errors import InputError
     from rarecast.queries import load_queries
     from rarecast.scoring import score
-    from rarecast.store import Store
+    from rarecast.store import Store, check_store_file
 
     # Read and check every input before touching the store or loading a model: bad input writes nothing.
     qs = load_queries(queries)
@@ -37,6 +37,7 @@ def score_command(
         raise InputError("--batch-tokens must be >= 1")
     if chunk_size is not None and chunk_size < 1:
         raise InputError("--chunk-size must be >= 1")
+    check_store_file(store)  # a store path that is not a store fails here, before the model loads
     opts = {}
     if model.startswith("hf:"):
         opts = {"dtype": dtype, "device": device}
