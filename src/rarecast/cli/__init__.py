@@ -19,6 +19,7 @@ def main() -> None:
 
     # Importing the command modules registers them on `app`.
     from rarecast.cli import forecast  # noqa: F401
+    from rarecast.cli import importers  # noqa: F401
     from rarecast.cli import export, score  # noqa: F401
     from rarecast.cli import queries, report, run  # noqa: F401
 
