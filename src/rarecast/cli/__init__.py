@@ -20,7 +20,7 @@ def main() -> None:
     # Importing the command modules registers them on `app`.
     from rarecast.cli import forecast  # noqa: F401
     from rarecast.cli import importers  # noqa: F401
-    from rarecast.cli import export, score  # noqa: F401
+    from rarecast.cli import allocate, backtest, export, score  # noqa: F401
     from rarecast.cli import queries, report, run  # noqa: F401
 
     try:
