@@ -164,7 +164,7 @@ def _query_source(raw: Any, base: Path, fail) -> dict[str, Any]:
 
 
 def _numbers(raw: Any, key: str, ok, rule: str, fail) -> tuple[float, ...]:
-    values = raw if isinstance(raw, list) else [raw]
+    values = list(raw) if isinstance(raw, (list, tuple)) else [raw]
     out = []
     for v in values:
         if isinstance(v, str):  # YAML reads 1e6 (no dot) as a string
@@ -299,6 +299,6 @@ def _write_outputs(exp: Experiment, fit, result: dict, queries: dict[str, Query]
         from rarecast.cli.forecast import print_forecast
 
         print_forecast(result, console)
-        console.print(f"store     {store_path}\nforecast  {forecast_json}\nreport    {report}", highlight=False)
+        console.print(f"store     {store_path}\nforecast  {forecast_json}\nreport    {report}", highlight=False, soft_wrap=True)
     return RunResult(out=exp.out, store=store_path, queries=queries_path, forecast_json=forecast_json,
                      report=report, plots=plots, forecast=result, scoring=result["scoring"])

@@ -185,8 +185,7 @@ def build_queries(spec: QuerySpec) -> tuple[list[Query], BuildReport]:
     """Render the spec's queries (sampled if above ``max_queries``) and a report of the sizes."""
     total = spec.total
     if spec.max_queries is not None and total > spec.max_queries:
-        # random.Random.sample draws from a range of any size without building it, the same on every platform
-        indices = sorted(random.Random(spec.seed).sample(range(total), spec.max_queries))
+        indices = sample_indices(total, spec.max_queries, spec.seed)
     else:
         indices = range(total)
     seen: set[str] = set()
@@ -199,6 +198,21 @@ def build_queries(spec: QuerySpec) -> tuple[list[Query], BuildReport]:
     drawn = len(indices)
     return queries, BuildReport(possible=total, drawn=drawn, duplicates=drawn - len(queries), kept=len(queries),
                                 seed=spec.seed)
+
+
+def sample_indices(total: int, k: int, seed: int) -> list[int]:
+    """``k`` distinct indices below ``total``, sorted; the same for a seed on every platform.
+
+    ``random.sample`` needs ``len(range(total))``, which overflows past 2**63, so a product that large (where k
+    is a vanishing fraction of it) is sampled by redrawing repeats instead.
+    """
+    rng = random.Random(seed)
+    if total < 2**62:
+        return sorted(rng.sample(range(total), k))
+    picked: set[int] = set()
+    while len(picked) < k:
+        picked.add(rng.randrange(total))
+    return sorted(picked)
 
 
 def _render(spec: QuerySpec, index: int) -> Query:

@@ -18,7 +18,7 @@ from rarecast.errors import InputError
 from rarecast.queries import Query, load_queries, stable_id
 from rarecast.query_building import query_record
 
-_LIST_MARKER = re.compile(r"^\s*(?:[-*•]|\d+[.)]|query:|question:|prompt:)\s*", re.IGNORECASE)
+_LIST_MARKER = re.compile(r"^\s*(?:(?:[-*•]|\d+[.)]|query:|question:|prompt:)\s*)+", re.IGNORECASE)
 _QUOTES = "\"'“”‘’`"
 
 

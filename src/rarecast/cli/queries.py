@@ -35,7 +35,7 @@ def build_command(
     write_queries(queries, out)
     Console(stderr=True).print(
         f"{spec}: {report.possible:,} combinations possible, {report.drawn:,} drawn (seed {report.seed}), "
-        f"{report.duplicates:,} duplicates removed, {report.kept:,} kept -> {out}", highlight=False)
+        f"{report.duplicates:,} duplicates removed, {report.kept:,} kept -> {out}", highlight=False, soft_wrap=True)
 
 
 @queries_app.command("generate")

@@ -40,4 +40,4 @@ def report_command(
     html, plots = write_report(fit, result, texts, out)
     console = Console()
     print_forecast(result, console)
-    console.print(f"report    {html}\nplots     {', '.join(str(p) for p in plots)}", highlight=False)
+    console.print(f"report    {html}\nplots     {', '.join(str(p) for p in plots)}", highlight=False, soft_wrap=True)

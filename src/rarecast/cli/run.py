@@ -35,5 +35,5 @@ def demo_command(
 
     console = Console()
     with as_file(files("rarecast") / "data" / "demo") as folder:
-        console.print(f"rarecast demo: {folder / 'experiment.yaml'} -> {out}/", highlight=False)
+        console.print(f"rarecast demo: {folder / 'experiment.yaml'} -> {out}/", highlight=False, soft_wrap=True)
         run_experiment(folder / "experiment.yaml", out=out, progress=progress, console=console)
