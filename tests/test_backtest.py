@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import rarecast
-from rarecast.backtest import ROW_KEYS, Cell, backtest, draw_splits, realized_truths
+from rarecast.backtest import ROW_KEYS, Cell, backtest, draw_splits, forecast_vs_actual, realized_truths
 from rarecast.errors import InputError
 from rarecast.scores import logp_from_psi
 from rarecast.synthetic import FAMILIES
@@ -115,12 +115,18 @@ def test_cli_json_rows(tmp_path):
     f = tmp_path / "pool.jsonl"
     f.write_text("".join(json.dumps({"logp": float(v)}) + "\n" for v in pool))
     out = run_cli("backtest", str(f), "--m", "100", "--n", "1000", "--n", "2e3", "--trials", "5", "--draws", "20",
-                  "--method", "gumbel-ols", "--json", "--plot", str(tmp_path / "bt.png"))
+                  "--method", "gumbel-ols", "--json")
     assert out.returncode == 0, out.stderr
     rows = json.loads(out.stdout)
     assert len(rows) == 6 and all(set(ROW_KEYS) <= set(r) for r in rows)
     assert {r["risk"] for r in rows} == {"worst_query_risk", "behavior_frequency", "aggregate_risk"}
-    assert (tmp_path / "bt.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_plot_is_a_png():
+    pool = logp_from_psi(FAMILIES["exponential"].sample_psi(np.random.default_rng(2), 1500))
+    res = backtest(pool, ["gumbel-ols", "lognormal"], m=[100], n=[1000], trials=5, n_draws=0)
+    assert forecast_vs_actual(res)[:4] == b"\x89PNG"
+    assert all(np.isnan(r["coverage"]) for r in res.rows())  # no draws, no intervals
 
 
 def test_cli_bad_row_exits_2(tmp_path):

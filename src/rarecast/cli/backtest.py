@@ -31,7 +31,7 @@ def backtest_command(
                                      f"default {', '.join(DEFAULT_METHODS)}"),
     tau: float = typer.Option(0.5, "--tau", help="threshold for behavior frequency"),
     level: float = typer.Option(0.9, "--level", help="interval level whose coverage is measured"),
-    draws: int = typer.Option(100, "--draws", help="replicate fits per trial for the intervals"),
+    draws: int = typer.Option(100, "--draws", help="replicate fits per trial for the intervals; 0 skips them"),
     seed: int = typer.Option(0, "--seed", help="seed of the splits and the replicate fits"),
     model: Optional[str] = typer.Option(None, "--model", help="with a store: which model's scores"),
     behavior: Optional[str] = typer.Option(None, "--behavior", help="with a store: which behavior's scores"),
@@ -41,8 +41,8 @@ def backtest_command(
     """Backtest tail estimators: mean absolute log10 error, within one order, underestimation, coverage."""
     if not 0 < level < 1:
         raise InputError(f"--level must lie strictly between 0 and 1, got {level!r}")
-    if draws < 10:
-        raise InputError(f"--draws must be >= 10, got {draws}")
+    if draws != 0 and draws < 10:
+        raise InputError(f"--draws must be 0 (no intervals) or >= 10, got {draws}")
     scores, _ = read_scores(pool, model=model, behavior=behavior)
     if scores.kind != "exact":
         raise InputError("backtests need exact log-probabilities (a logp or p column); counts have no truth",
