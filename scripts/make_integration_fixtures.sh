@@ -19,6 +19,9 @@ python3 -c "import json,sys; c=json.load(open(sys.argv[1])); json.dump({k: c[k] 
 garak_fixture() {
   [ -x /tmp/garakenv/bin/garak ] || { python3 -m venv /tmp/garakenv
     /tmp/garakenv/bin/pip install torch==2.13.0 && /tmp/garakenv/bin/pip install garak==0.17.1; }
+  # Target: garak's own test.Repeat generator (echoes each prompt), so the detectors score real garak
+  # attempts without a model. SmolLM2 through garak's huggingface.Model generator took 136 s per attempt
+  # (3 generations of 24 tokens) on this busy 2-core machine, about an hour for one probe.
   cat > "$WORK/garak.yaml" <<YAML
 run:
   generations: 3
@@ -26,18 +29,10 @@ run:
   soft_probe_prompt_cap: 24
 reporting:
   report_dir: $WORK
-plugins:
-  generators:
-    huggingface:
-      Model:
-        max_tokens: 24
-        hf_args:
-          device: cpu
-          torch_dtype: float32
 YAML
-  /tmp/garakenv/bin/garak --config "$WORK/garak.yaml" --target_type huggingface.Model --target_name "$MODEL" \
-    --probes lmrc.Profanity,continuation.ContinueSlursReclaimedSlurs --report_prefix garak_smollm2
-  cp "$WORK/garak_smollm2.report.jsonl" "$OUT/garak/smollm2.report.jsonl"
+  /tmp/garakenv/bin/garak --config "$WORK/garak.yaml" --target_type test.Repeat \
+    --probes lmrc.Profanity,continuation.ContinueSlursReclaimedSlurs,encoding.InjectHex --report_prefix garak_repeat
+  cp "$WORK/garak_repeat.report.jsonl" "$OUT/garak/repeat.report.jsonl"
 }
 
 lm_eval_fixture() {

@@ -73,7 +73,7 @@ def test_epochs_become_trials_and_provenance_is_carried(logs, tmp_path, fmt):
     assert done.returncode == 0, done.stderr
     scores, provenance = read_scores(out)
     hits, trials = expected_counts(logs[fmt])
-    assert scores.kind == "counts" and len(scores) == N_SAMPLES
+    assert scores.kind == "counts" and scores.m == N_SAMPLES
     assert dict(zip(scores.ids, scores.successes.astype(int).tolist())) == dict(hits)
     assert set(scores.trials.tolist()) == {EPOCHS} and sum(hits.values()) > 0
     assert provenance["model"] == "mockllm/model" and provenance["behavior"] == "mock_task/includes"

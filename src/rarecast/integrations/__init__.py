@@ -115,6 +115,7 @@ def write_runs(runs: Sequence[ImportedRun], out: str | Path) -> list[tuple[Path,
         raise InputError("import writes .jsonl or .parquet", file=str(out))
     if not runs:
         raise InputError("nothing to import")
+    out.parent.mkdir(parents=True, exist_ok=True)
     written = []
     for run, path in zip(runs, output_paths(runs, out)):
         if not run.rows:

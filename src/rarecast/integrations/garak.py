@@ -96,8 +96,9 @@ def _count(scores: Any, threshold: float, file: str, line: int) -> tuple[int, in
 
 def _run(setup: dict, version: str, probe: str, detector: str, cells: dict[str, list[int]], threshold: float,
          file: str) -> ImportedRun:
-    target = f"{setup.get('plugins.target_type', setup.get('plugins.model_type', '?'))}:" \
-             f"{setup.get('plugins.target_name', setup.get('plugins.model_name', '?'))}"
+    parts = (setup.get("plugins.target_type") or setup.get("plugins.model_type"),
+             setup.get("plugins.target_name") or setup.get("plugins.model_name"))
+    target = ":".join(str(p) for p in parts if p) or "unknown"
     run = ImportedRun(
         label=f"{probe}.{detector}", model=target, revision="unknown", behavior=f"garak:{probe}/{detector}",
         behavior_spec={"source": "garak", "probe": probe, "detector": detector, "threshold": threshold},
