@@ -81,10 +81,8 @@ YAML
   /tmp/lmevalenv/bin/lm_eval --model hf --model_args "pretrained=$MODEL,dtype=float32" --device cpu \
     --batch_size 8 --include_path "$WORK/tasks" --tasks rarecast_comply_mc,rarecast_comply_ll \
     --output_path "$WORK/out" --log_samples --seed 0
-  for f in $(find "$WORK/out" -name 'samples_*.jsonl' -o -name 'results_*.json'); do
-    # The date in lm-eval's names changes every run; the fixture names stay put.
-    cp "$f" "$OUT/lm_eval/$(basename "$f" | sed -E 's/_[0-9T:.-]+\.(jsonl|json)$/.\1/')"
-  done
+  rm -f "$OUT"/lm_eval/*
+  cp "$WORK"/out/*/samples_*.jsonl "$WORK"/out/*/results_*.json "$OUT/lm_eval/"
 }
 
 case "${1:-}" in

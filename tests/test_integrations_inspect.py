@@ -20,11 +20,12 @@ from inspect_ai.dataset import Sample  # noqa: E402
 from inspect_ai.log import read_eval_log  # noqa: E402
 from inspect_ai.model import ChatCompletionChoice, ChatMessageAssistant, ModelOutput, ModelUsage, get_model  # noqa: E402
 from inspect_ai.scorer import includes  # noqa: E402
+from inspect_ai.solver import TaskState, solver  # noqa: E402
 
 from rarecast.score_files import read_scores  # noqa: E402
 
 CLI = [sys.executable, "-c", "from rarecast.cli import main; main()"]
-N_SAMPLES, EPOCHS = 30, 3
+N_SAMPLES, EPOCHS = 60, 4
 
 
 def rarecast(*args):
@@ -37,15 +38,28 @@ def mock_output(text: str) -> ModelOutput:
                        usage=ModelUsage(input_tokens=1, output_tokens=1, total_tokens=2))
 
 
-def run_eval(log_dir, log_format: str, scorer=None, epochs: int = EPOCHS, samples=None, model=None):
+@solver
+def scripted_reply():
+    """Replies "yes" with the sample's own probability, seeded per sample and epoch: a real inspect eval whose
+    queries differ in elicitation probability, with no model call (mockllm cannot see which sample asks)."""
+
+    async def solve(state: TaskState, generate):
+        rng = np.random.default_rng([int(state.sample_id[1:]), state.epoch])
+        state.output = mock_output("yes" if rng.random() < state.metadata["p"] else "no")
+        return state
+
+    return solve
+
+
+def run_eval(log_dir, log_format: str, scorer=None, epochs: int = EPOCHS, samples=None):
     """One real inspect eval; returns the log file's path."""
-    samples = samples or [Sample(id=f"s{i}", input=f"question {i}", target="yes") for i in range(N_SAMPLES)]
-    rng = np.random.default_rng(0)
-    replies = ["yes" if u < 0.3 else "no" for u in rng.random(len(samples) * epochs)]
-    task = Task(dataset=samples, scorer=scorer if scorer is not None else includes(), epochs=epochs, name="mock_task")
-    model = model or get_model("mockllm/model", custom_outputs=[mock_output(r) for r in replies])
-    (log,) = inspect_eval(task, model=model, log_dir=str(log_dir), log_format=log_format, display="none",
-                          temperature=0.7, max_tokens=16)
+    p = 0.8 * np.random.default_rng(0).random(N_SAMPLES) ** 3  # a decaying tail of probabilities
+    samples = samples or [Sample(id=f"s{i}", input=f"question {i}", target="yes", metadata={"p": p[i]})
+                          for i in range(N_SAMPLES)]
+    task = Task(dataset=samples, solver=scripted_reply(), scorer=scorer or includes(), epochs=epochs,
+                name="mock_task")
+    (log,) = inspect_eval(task, model=get_model("mockllm/model"), log_dir=str(log_dir),
+                          log_format=log_format, display="none", temperature=0.7, max_tokens=16)
     assert log.status == "success", log.error
     return log.location
 
@@ -160,10 +174,9 @@ def test_extension_scores_equal_rarecast_score(tmp_path):
 
     elicitation = registry_lookup("scorer", "rarecast/elicitation")  # found through the entry point
     assert elicitation is not None
-    samples = [Sample(id=f"q{i}", input=p) for i, p in enumerate(PROMPTS)]
+    samples = [Sample(id=f"q{i}", input=text, metadata={"p": 0.0}) for i, text in enumerate(PROMPTS)]
     log_path = run_eval(tmp_path / "logs", "eval", epochs=2, samples=samples,
-                        scorer=elicitation(BEHAVIOR, model="hf:smollm2", device="cpu"),
-                        model=get_model("mockllm/model", custom_outputs=[mock_output("ok")] * 8))
+                        scorer=elicitation(BEHAVIOR, model="hf:smollm2", device="cpu"))
     log = read_eval_log(log_path)
     metrics = {k: m.value for s in log.results.scores for k, m in s.metrics.items()}
     assert {"worst_query_risk@10000", "aggregate_risk@1e+06", "behavior_frequency@0.5"} <= set(metrics)
