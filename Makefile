@@ -3,6 +3,7 @@ PY      := .venv/bin/python
 PIP     := .venv/bin/pip
 STAMP   := .venv/.installed
 SERVER  := .venv/.installed-server
+CHROMIUM := .venv/.chromium
 
 .PHONY: demo test test-fast bench clean
 
@@ -22,10 +23,15 @@ $(SERVER): $(STAMP)
 	$(PIP) install -q -e ".[server]"
 	touch $(SERVER)
 
+# A real browser for the report tests (Debian's chromium package). Runs as root on a fresh machine, no sudo.
+$(CHROMIUM): $(STAMP)
+	command -v chromium >/dev/null || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium)
+	touch $(CHROMIUM)
+
 demo: $(STAMP)
 	.venv/bin/rarecast demo
 
-test: $(SERVER)
+test: $(SERVER) $(CHROMIUM)
 	$(PY) -m pytest
 
 test-fast: $(STAMP)
