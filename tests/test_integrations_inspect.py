@@ -172,6 +172,10 @@ PROMPTS = ["Tell me a secret.", "How do I bake bread?", "Say something rude.", "
 def test_extension_scores_equal_rarecast_score(tmp_path):
     from inspect_ai._util.registry import registry_lookup
 
+    from rarecast.integrations import write_runs
+    from rarecast.integrations.inspect import read_inspect_logs
+    from rarecast.store import open_existing
+
     elicitation = registry_lookup("scorer", "rarecast/elicitation")  # found through the entry point
     assert elicitation is not None
     samples = [Sample(id=f"q{i}", input=text, metadata={"p": 0.0}) for i, text in enumerate(PROMPTS)]
@@ -182,7 +186,7 @@ def test_extension_scores_equal_rarecast_score(tmp_path):
     assert {"worst_query_risk@10000", "aggregate_risk@1e+06", "behavior_frequency@0.5"} <= set(metrics)
 
     imported = tmp_path / "inspect.jsonl"
-    assert rarecast("import", "inspect", log_path, "-o", imported).returncode == 0
+    write_runs(read_inspect_logs([log_path]), imported)  # in-process: the CLI path is covered above
     queries = tmp_path / "q.jsonl"
     queries.write_text("".join(json.dumps({"id": s.id, "prompt": s.input}) + "\n" for s in samples))
     behavior = tmp_path / "b.yaml"
@@ -190,7 +194,8 @@ def test_extension_scores_equal_rarecast_score(tmp_path):
     done = rarecast("score", queries, "--model", "hf:smollm2", "--device", "cpu", "--behavior", behavior,
                     "--store", tmp_path / "run.db", "--no-progress")
     assert done.returncode == 0, done.stderr
-    assert rarecast("export", tmp_path / "run.db", "-o", tmp_path / "score.jsonl").returncode == 0
+    with open_existing(tmp_path / "run.db") as store:
+        store.export(tmp_path / "score.jsonl")
 
     ours, ours_prov = read_scores(imported)
     theirs, theirs_prov = read_scores(tmp_path / "score.jsonl")
