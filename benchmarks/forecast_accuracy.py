@@ -29,10 +29,10 @@ import numpy as np
 import rarecast as rc
 from rarecast.errors import ForecastError, RarecastWarning
 from rarecast.synthetic import FAMILIES
-from rarecast.tail import DEFAULT_EXACT
+from rarecast.tail import DEFAULT_COUNTS, DEFAULT_EXACT
 
 EXACT_METHODS = ["gumbel-ols", "gumbel-ols-digamma", "lognormal", "lognormal-quantile", "exponential",
-                 "exponential-predictive", "gpd"]
+                 "exponential-predictive", "gpd", "gpd-bayes"]
 COUNT_METHODS = ["gumbel-ols", "binomial"]
 RISKS = ["worst_query_risk", "behavior_frequency", "aggregate_risk"]
 MULTIPLES = [10, 100, 1000]
@@ -133,21 +133,30 @@ def pooled(table: list[dict], risk: str, multiple: int) -> dict[tuple[str, str],
     return {k: {key: float(np.mean([r[key] for r in rs])) for key in keys} for k, rs in acc.items()}
 
 
-def goals(table: list[dict], default: str, risk: str = "worst_query_risk") -> dict:
-    """The issue's goals for the default against gumbel-ols at 100x extrapolation."""
+def goals(table: list[dict], exact_default: str, counts_default: str, risk: str) -> dict:
+    """The issue's goals for the defaults against gumbel-ols at 100x extrapolation, on the same splits.
+
+    Exact families are scored with ``exact_default``, sampled ones with ``counts_default``. Families where
+    both estimators are within 0.05 orders of the truth on average (a saturated aggregate risk) carry no
+    information about the ratio and are left out of it.
+    """
     p = pooled(table, risk, 100)
-    fams = sorted({f for f, meth in p if meth == default and (f, "gumbel-ols") in p})
-    ratios = {f: p[(f, default)]["mae_log10"] / p[(f, "gumbel-ols")]["mae_log10"] for f in fams}
+    fams = sorted({f for f, _ in p})
+    default_of = {f: counts_default if FAMILIES[f].trials else exact_default for f in fams}
+    fams = [f for f in fams if (f, default_of[f]) in p and (f, "gumbel-ols") in p]
+    ours = {f: p[(f, default_of[f])] for f in fams}
+    paper = {f: p[(f, "gumbel-ols")] for f in fams}
+    informative = [f for f in fams if max(ours[f]["mae_log10"], paper[f]["mae_log10"]) >= 0.05]
+    ratios = {f: ours[f]["mae_log10"] / paper[f]["mae_log10"] for f in informative}
     return {
         "risk": risk,
-        "default": default,
-        "mae_ratio_geomean": float(np.exp(np.mean(np.log(list(ratios.values()))))),
+        "defaults": {"exact": exact_default, "counts": counts_default},
+        "mae_ratio_geomean": float(np.exp(np.mean(np.log(list(ratios.values()))))) if ratios else None,
         "mae_ratio_by_family": ratios,
-        "worst_family_ratio": max(ratios.values()),
-        "within_1oom_not_worse_everywhere": all(
-            p[(f, default)]["within_1oom"] >= p[(f, "gumbel-ols")]["within_1oom"] for f in fams),
-        "underestimation": float(np.mean([p[(f, default)]["underestimation"] for f in fams])),
-        "coverage_by_family": {f: p[(f, default)]["coverage"] for f in fams},
+        "worst_family_ratio": max(ratios.values()) if ratios else None,
+        "within_1oom_not_worse": {f: ours[f]["within_1oom"] >= paper[f]["within_1oom"] for f in fams},
+        "underestimation": float(np.mean([ours[f]["underestimation"] for f in fams])),
+        "coverage_by_family": {f: ours[f]["coverage"] for f in fams},
     }
 
 
@@ -178,7 +187,7 @@ def main(argv=None) -> int:
     ap.add_argument("--m", type=int, action="append", default=None)
     ap.add_argument("--families", nargs="*", default=list(FAMILIES))
     ap.add_argument("--methods", nargs="*", default=None)
-    ap.add_argument("--default", default=DEFAULT_EXACT, help="the estimator whose goals are checked")
+    ap.add_argument("--default", default=DEFAULT_EXACT, help="the exact-score estimator whose goals are checked")
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--out", help="write all figures as one JSON object")
     ap.add_argument("--markdown", help="write the tables as Markdown (for docs/)")
@@ -203,7 +212,7 @@ def main(argv=None) -> int:
     meta = {"machine": f"{platform.machine()} {platform.processor() or ''} {__import__('os').cpu_count()} cores".strip(),
             "date": time.strftime("%Y-%m-%d"), "splits": splits, "draws": draws, "m": ms,
             "seconds": time.time() - t0, "rarecast": rc.__version__}
-    goal_rows = [goals(table, args.default, risk) for risk in RISKS]
+    goal_rows = [goals(table, args.default, DEFAULT_COUNTS, risk) for risk in RISKS]
     print_table(table)
     print(json.dumps(goal_rows, indent=1))
     if args.out:

@@ -44,10 +44,12 @@ class Fit:
     def forecast(self, risk: str, x):
         """Point forecast of ``risk`` ("worst_query_risk", "behavior_frequency", "aggregate_risk") at x."""
         arr = check_argument(risk, x)
-        q = self.estimator.point_quantile
-        if q is None:
+        rule = self.estimator.point_rule(risk)
+        if rule is None:
             return _shaped(RISKS[risk](self.model, arr)[0], x)
-        return _shaped(np.nanquantile(RISKS[risk](self.draws(), arr), q, axis=0), x)
+        values = RISKS[risk](self.draws(), arr)
+        point = np.nanmean(values, axis=0) if rule == "mean" else np.nanquantile(values, rule, axis=0)
+        return _shaped(point, x)
 
     def worst_query_risk(self, n):
         """Forecast of the largest elicitation probability among n deployment queries."""

@@ -39,9 +39,6 @@ class TailEstimator:
 
     name: ClassVar[str]
     data_kind: ClassVar[str] = "exact"
-    #: None: forecasts come from the point fit. A number q: each forecast is the q-quantile of its
-    #: distribution over :meth:`draws` (a decision-theoretic point under asymmetric loss).
-    point_quantile: float | None = None
 
     def fit_sorted(self, psi_desc: np.ndarray) -> PsiDistribution:
         raise NotImplementedError
@@ -53,6 +50,11 @@ class TailEstimator:
     def points_needed(self, m: int) -> int:
         """How many of the m largest scores must be finite (0 < p < 1) and not all tied."""
         return 2
+
+    def point_rule(self, risk: str) -> str | float | None:
+        """How the point forecast of ``risk`` is made: None, from the point fit; ``"mean"``, the mean over
+        :meth:`draws` (for a posterior, the predictive probability); a number q, the q-quantile over draws."""
+        return None
 
     def check(self, scores: Scores) -> np.ndarray:
         """Return psi sorted descending, or raise ForecastError saying why these scores cannot be fitted."""

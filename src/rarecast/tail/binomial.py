@@ -57,6 +57,11 @@ class BinomialPOT(TailEstimator):
     def params(self) -> dict:
         return {"k": self.k}
 
+    def point_rule(self, risk: str) -> str | None:
+        # The maximum-likelihood tail mass can be 0 when the counts barely see the tail; the posterior mean
+        # frequency (the predictive probability of exceeding tau) stays honest there.
+        return "mean" if risk == "behavior_frequency" else None
+
     def check(self, scores: Scores):
         if scores.kind != "counts":
             raise ForecastError(f"method {self.name!r} fits sampled counts; exact log-probabilities need another method")

@@ -39,10 +39,13 @@ def gpd_posterior(excess: np.ndarray, prior_sd: float) -> tuple[np.ndarray, np.n
 class BayesianGPD(PeaksOverThreshold):
     """GPD excesses over the (k+1)-th largest psi with a N(0, prior_sd^2) prior on the shape.
 
-    ``point`` picks the point forecast: ``"map"``, the posterior mode as a plain GPD; ``"predictive"``, the
-    posterior predictive distribution; or a number q in (0, 1), the q-quantile of each forecast's posterior,
-    which is the Bayes decision when underestimating costs q / (1 - q) times as much as overestimating (in
-    log-probability). Intervals draw (xi, sigma) from the posterior and the tail mass from its Beta posterior.
+    ``point`` picks the point forecasts of worst-query and aggregate risk: ``"map"``, the posterior mode as a
+    plain GPD; ``"predictive"``, the posterior predictive distribution; or a number q in (0, 1), the
+    q-quantile of each forecast's posterior, the Bayes decision when underestimating costs q / (1 - q) times
+    as much as overestimating (in log-probability). Behavior frequency is a probability, so under "map" and
+    "predictive" it is the posterior mean of the fraction above tau: the predictive probability that a new
+    query exceeds tau, which never claims "exactly 0" when only the mode's tail ends below tau. Intervals
+    draw (xi, sigma) from the posterior and the tail mass from its Beta posterior.
     """
 
     name = "gpd-bayes"
@@ -55,8 +58,13 @@ class BayesianGPD(PeaksOverThreshold):
         is_q = isinstance(point, (int, float)) and not isinstance(point, bool) and 0 < point < 1
         if not is_q and point not in ("predictive", "map"):
             raise ForecastError(f"point must be 'map', 'predictive' or a number in (0, 1), got {point!r}")
-        self.point_quantile = float(point) if is_q else None
-        self.prior_sd, self.point, self.min_weight = float(prior_sd), point, float(min_weight)
+        self.point = float(point) if is_q else point
+        self.prior_sd, self.min_weight = float(prior_sd), float(min_weight)
+
+    def point_rule(self, risk: str) -> str | float | None:
+        if isinstance(self.point, float):
+            return self.point
+        return "mean" if risk == "behavior_frequency" else None
 
     def params(self) -> dict:
         return {**super().params(), "prior_sd": self.prior_sd, "point": self.point}
