@@ -26,6 +26,7 @@ import numpy as np
 
 from rarecast.errors import InputError
 from rarecast.scores import Scores
+from rarecast.tables import write_table
 
 KEY_COLUMNS = ("model", "revision", "behavior_id", "settings_hash")
 
@@ -245,13 +246,9 @@ class Store:
         """
         run = self.select_run(behavior, model)
         records = [self._export_record(run, r) for r in self.rows(run)]
-        out = Path(path)
-        if out.suffix.lower() == ".parquet":
-            _write_parquet(out, records)
-        elif out.suffix.lower() in (".jsonl", ".ndjson"):
-            _write_jsonl(out, records)
-        else:
-            raise InputError("export writes .jsonl or .parquet", file=str(out))
+        first = records[0] if records else {"model": "", "behavior": ""}
+        write_table(Path(path), records, {"rarecast_version": _version(), "model": first["model"],
+                                          "behavior": first["behavior"]})
         return len(records)
 
     @staticmethod
@@ -264,26 +261,6 @@ class Store:
             "decoding": json.dumps(run["decoding"], sort_keys=True), "rarecast_version": version,
             "created_at": created,
         }
-
-
-def _write_jsonl(path: Path, records: list[dict]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        for rec in records:
-            fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
-    tmp.replace(path)
-
-
-def _write_parquet(path: Path, records: list[dict]) -> None:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    table = pa.Table.from_pylist(records)
-    table = table.replace_schema_metadata({"rarecast_version": _version(), "model": records[0]["model"] if records
-                                           else "", "behavior": records[0]["behavior"] if records else ""})
-    tmp = path.with_name(path.name + ".tmp")
-    pq.write_table(table, tmp)
-    tmp.replace(path)
 
 
 def check_store_file(path: str | Path, *, must_exist: bool = False) -> None:
@@ -303,6 +280,11 @@ def check_store_file(path: str | Path, *, must_exist: bool = False) -> None:
         if must_exist:
             raise InputError("not a rarecast store (the file is empty)", file=str(p))
         return
+    with open(p, "rb") as fh:
+        if fh.read(16) != b"SQLite format 3\x00":
+            raise InputError("not a rarecast store: not an SQLite database", file=str(p))
+    sidecars = [p.with_name(p.name + s) for s in ("-wal", "-shm")]
+    existed = [s.exists() for s in sidecars]
     try:
         con = sqlite3.connect(f"{p.resolve().as_uri()}?mode=ro", uri=True, timeout=60)
         try:
@@ -310,6 +292,10 @@ def check_store_file(path: str | Path, *, must_exist: bool = False) -> None:
         finally:
             con.close()
     except sqlite3.DatabaseError as exc:
+        # A read-only look at a damaged WAL-mode file can leave empty -wal/-shm files; remove only those.
+        for sidecar, was_there in zip(sidecars, existed):
+            if not was_there and sidecar.exists() and (sidecar.name.endswith("-shm") or sidecar.stat().st_size == 0):
+                sidecar.unlink()
         raise InputError(f"not a rarecast store: {exc}", file=str(p)) from None
     if not tables and not must_exist:
         return  # a fresh SQLite file (another process may be creating this store right now)

@@ -1,4 +1,4 @@
-"""Rows of the table files users exchange (JSONL, CSV, Parquet, plain text), numbered for error messages.
+"""The table files users exchange (JSONL, CSV, Parquet, plain text): reading numbered rows, writing whole files.
 
 Rows are 1-based: the line number for JSONL, CSV and text files (a CSV header is line 1), the table row for
 Parquet. Empty cells are dropped, so a reader sees a missing value as a missing key. Every problem raises
@@ -97,3 +97,24 @@ def _parquet_table(path: Path):
 def _parquet_rows(path: Path) -> Iterator[Row]:
     for i, rec in enumerate(_parquet_table(path).to_pylist(), start=1):
         yield i, {k: v for k, v in rec.items() if v is not None}
+
+
+def write_table(path: Path, records: list[dict], metadata: dict[str, str] | None = None) -> None:
+    """Write ``records`` as ``.jsonl`` or ``.parquet`` (by suffix), whole or not at all: a temporary file is
+    renamed into place. ``metadata`` goes into the Parquet schema (JSONL rows carry their own fields)."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in (".jsonl", ".ndjson", ".parquet"):
+        raise InputError("writes .jsonl or .parquet", file=str(path))
+    tmp = path.with_name(path.name + ".tmp")
+    if suffix == ".parquet":
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        table = pa.Table.from_pylist(records)
+        pq.write_table(table.replace_schema_metadata(metadata or {}), tmp)
+    else:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            for rec in records:
+                fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
+    tmp.replace(path)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from rarecast.errors import InputError
+from rarecast.tables import write_table
 
 
 @dataclass(frozen=True)
@@ -107,8 +108,6 @@ def write_runs(runs: Sequence[ImportedRun], out: str | Path) -> list[tuple[Path,
     One run goes to ``out``; several go to one file each beside it (see :func:`output_paths`). Every file is
     written whole or not at all.
     """
-    from rarecast.store import _write_jsonl, _write_parquet  # the writers `rarecast export` uses
-
     out = Path(out)
     suffix = out.suffix.lower()
     if suffix not in (".jsonl", ".ndjson", ".parquet"):
@@ -121,7 +120,7 @@ def write_runs(runs: Sequence[ImportedRun], out: str | Path) -> list[tuple[Path,
         if not run.rows:
             raise InputError(f"run {run.label!r} holds no scored queries", file=run.source)
         records = canonical_records(run)
-        (_write_parquet if suffix == ".parquet" else _write_jsonl)(path, records)
+        write_table(path, records)
         written.append((path, len(records)))
     return written
 

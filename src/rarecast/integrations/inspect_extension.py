@@ -17,7 +17,6 @@ import json
 import logging
 import math
 import threading
-from collections import defaultdict
 from pathlib import Path
 from typing import Any, Sequence
 
