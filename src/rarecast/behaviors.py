@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -130,9 +131,10 @@ def _check_prefix_free(targets: Sequence[str]) -> None:
 
 
 def _check_temperature(t: float, allow_zero: bool = False) -> None:
-    ok = isinstance(t, (int, float)) and not isinstance(t, bool) and (t >= 0 if allow_zero else t > 0)
+    ok = isinstance(t, (int, float)) and not isinstance(t, bool) and math.isfinite(t) and (
+        t >= 0 if allow_zero else t > 0)
     if not ok:
-        raise InputError(f"temperature must be a number {'>=' if allow_zero else '>'} 0, got {t!r}")
+        raise InputError(f"temperature must be a finite number {'>=' if allow_zero else '>'} 0, got {t!r}")
 
 
 class MultipleChoice(BehaviorBase):
