@@ -1,0 +1,1 @@
+"""A corpus of bad input files for every rarecast loader and command, generated (see corpus.py)."""
