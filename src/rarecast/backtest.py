@@ -27,7 +27,7 @@ from rarecast.errors import ForecastError, InputError
 from rarecast.forecast import Fit, fit_tail
 from rarecast.risks import RISKS, check_argument
 from rarecast.scores import Scores, psi_from_logp
-from rarecast.tail import PsiDistribution, make_estimator
+from rarecast.tail import PsiDistribution, TailEstimator, make_estimator
 
 #: The risks a backtest scores, in report order.
 RISK_NAMES = ("worst_query_risk", "behavior_frequency", "aggregate_risk")
@@ -126,11 +126,13 @@ class TrialFits:
     """One :class:`Fit` per trial (None where the fit fails) and, where possible, the batched point model.
 
     The batched model (one replicate per trial, from one ``fit_sorted`` call) exists when the estimator fits
-    many rows at once and its point forecast is the point fit; otherwise point forecasts come from each Fit.
+    many rows at once; it gives the point forecast of every risk whose point rule is the point fit. Other
+    point forecasts (a posterior mean or quantile) come from each trial's Fit.
     """
 
     fits: list[Fit | None]
     batch: PsiDistribution | None
+    estimator: TailEstimator
 
     @classmethod
     def fit(cls, method: str, logp: np.ndarray, *, n_draws: int = 100, seed: int = 0,
@@ -139,7 +141,7 @@ class TrialFits:
         params = params or {}
         estimator = make_estimator(method, **params)
         batch = None
-        if estimator.data_kind == "exact" and estimator.point_quantile is None:
+        if estimator.data_kind == "exact":
             try:
                 batch = estimator.fit_sorted(-np.sort(-psi_from_logp(logp), axis=1))
             except ForecastError:
@@ -156,7 +158,7 @@ class TrialFits:
                     fits.append(fit_tail(scores, method, n_draws=n_draws, seed=seed + t, **params))
             except ForecastError:
                 fits.append(None)
-        return cls(fits, batch)
+        return cls(fits, batch, estimator)
 
     def forecast(self, risk: str, x: np.ndarray, level: float | None = 0.9) -> tuple[np.ndarray, ...]:
         """(point, low, high) of ``risk`` at each x, each (trials, len(x)); NaN where a fit or interval fails.
@@ -165,14 +167,15 @@ class TrialFits:
         """
         shape = (len(self.fits), len(x))
         point, low, high = np.full(shape, np.nan), np.full(shape, np.nan), np.full(shape, np.nan)
-        if self.batch is not None:
+        batched = self.batch is not None and self.estimator.point_rule(risk) is None
+        if batched:
             point = RISKS[risk](self.batch, check_argument(risk, x))
         for t, fit in enumerate(self.fits):
             if fit is None:
                 point[t] = np.nan
                 continue
             try:
-                if self.batch is None:
+                if not batched:
                     point[t] = np.atleast_1d(fit.forecast(risk, x))
                 if level is not None:
                     low[t], high[t] = (np.atleast_1d(v) for v in fit.interval(risk, x, level))
