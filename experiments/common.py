@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import time
@@ -33,8 +34,9 @@ def write_result(name: str, payload: dict) -> Path:
 
 
 def markdown_table(rows: Sequence[dict], columns: Sequence[tuple[str, str, str]]) -> str:
-    """A markdown table of ``rows``; each column is (header, key, format spec)."""
+    """A markdown table of ``rows``; each column is (header, key, format spec). NaN prints as n/a."""
     head = "| " + " | ".join(h for h, _, _ in columns) + " |"
     rule = "|" + "|".join("---:" if f else "---" for _, _, f in columns) + "|"
-    body = ["| " + " | ".join(format(r[k], f) for _, k, f in columns) + " |" for r in rows]
+    cell = lambda v, f: "n/a" if isinstance(v, float) and math.isnan(v) else format(v, f)  # noqa: E731
+    body = ["| " + " | ".join(cell(r[k], f) for _, k, f in columns) + " |" for r in rows]
     return "\n".join([head, rule, *body]) + "\n"
