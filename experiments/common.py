@@ -7,8 +7,8 @@ import math
 import os
 import platform
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 ROOT = Path(__file__).resolve().parent
 DATA = ROOT / "data"
@@ -37,6 +37,6 @@ def markdown_table(rows: Sequence[dict], columns: Sequence[tuple[str, str, str]]
     """A markdown table of ``rows``; each column is (header, key, format spec). NaN prints as n/a."""
     head = "| " + " | ".join(h for h, _, _ in columns) + " |"
     rule = "|" + "|".join("---:" if f else "---" for _, _, f in columns) + "|"
-    cell = lambda v, f: "n/a" if isinstance(v, float) and math.isnan(v) else format(v, f)  # noqa: E731
+    cell = lambda v, f: "n/a" if isinstance(v, float) and math.isnan(v) else format(v, f)
     body = ["| " + " | ".join(cell(r[k], f) for _, k, f in columns) + " |" for r in rows]
     return "\n".join([head, rule, *body]) + "\n"

@@ -9,7 +9,13 @@ import sys
 import numpy as np
 import pytest
 
-from rarecast.allocate import Generator, allocate, backtest_allocation, choose, queries_bought
+from rarecast.allocate import (
+    Generator,
+    allocate,
+    backtest_allocation,
+    choose,
+    queries_bought,
+)
 from rarecast.errors import InputError
 from rarecast.scores import Scores, logp_from_psi
 from rarecast.synthetic import FAMILIES
@@ -70,7 +76,7 @@ def test_cli_mismatched_costs_exit_2(tmp_path):
         f.write_text("".join(json.dumps({"logp": float(v)}) + "\n" for v in pool(0, 200)))
     cmd = [sys.executable, "-c", "from rarecast.cli import main; main()", "allocate", str(f1), str(f2),
            "--cost", "1", "--budget", "100"]
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    out = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=120)
     assert out.returncode == 2 and "one --cost per score file" in out.stderr
 
 
@@ -80,7 +86,7 @@ def test_cli_json_recommendation(tmp_path):
     f2.write_text("".join(json.dumps({"logp": float(v)}) + "\n" for v in pool(1, 500, shift=3.0)))
     cmd = [sys.executable, "-c", "from rarecast.cli import main; main()", "allocate", str(f1), str(f2),
            "--cost", "1", "--cost", "1", "--budget", "1e4", "--method", "gumbel-ols", "--json"]
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    out = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     (result,) = json.loads(out.stdout)
     assert result["choice"] == "strong" and len(result["generators"]) == 2

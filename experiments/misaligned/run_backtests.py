@@ -22,10 +22,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from common import DATA, RESULTS, WORK, machine, markdown_table, write_result  # noqa: E402
+from common import DATA, RESULTS, WORK, machine, markdown_table, write_result
 
-from rarecast.backtest import backtest  # noqa: E402
-from rarecast.store import load_scores  # noqa: E402
+from rarecast.backtest import backtest
+from rarecast.store import load_scores
 
 TABLE = DATA / "misaligned_scores.parquet"
 METHODS = ["gumbel-ols", "gumbel-ols-digamma", "lognormal", "exponential", "gpd", "gpd-bayes"]

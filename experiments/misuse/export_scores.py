@@ -17,11 +17,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from common import DATA, WORK  # noqa: E402
+from build_queries import load_goals
+from common import DATA, WORK
 
-from build_queries import load_goals  # noqa: E402
-
-from rarecast.store import load_scores  # noqa: E402
+from rarecast.store import load_scores
 
 OUT = DATA / "misuse_scores.parquet"
 

@@ -25,10 +25,10 @@ import numpy as np
 import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from common import DATA, RESULTS, machine, markdown_table, write_result  # noqa: E402
+from common import DATA, RESULTS, machine, markdown_table, write_result
 
-from rarecast.allocate import backtest_allocation  # noqa: E402
-from rarecast.backtest import backtest, forecast_vs_actual  # noqa: E402
+from rarecast.allocate import backtest_allocation
+from rarecast.backtest import backtest, forecast_vs_actual
 
 METHODS = ["gumbel-ols", "gumbel-ols-digamma", "lognormal", "exponential", "gpd", "gpd-bayes"]
 M = [100, 300, 1000]

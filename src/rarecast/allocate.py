@@ -12,12 +12,12 @@ chooses, and checks the choice against the realized max p of every generator's d
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 
-from rarecast.backtest import TrialFits, draw_splits
+from rarecast.backtest import TrialFits, draw_splits, mean_or_nan
 from rarecast.errors import InputError
 from rarecast.forecast import fit_tail
 from rarecast.scores import Scores
@@ -136,9 +136,9 @@ def _decision_row(budget: float, queries: np.ndarray, forecast: np.ndarray, trut
     right = picked >= truth[ok].max(axis=1)
     top2 = -np.sort(-np.log10(truth[ok]), axis=1)[:, :2]
     mattered = (top2[:, 0] - top2[:, 1]) > margin
-    mean = (lambda a: float(np.mean(a)) if a.size else float("nan"))  # noqa: E731
-    return {"budget": float(budget), "queries": [int(q) for q in queries], "accuracy": mean(right),
-            "mattered": mean(mattered), "accuracy_mattered": mean(right[mattered]), "trials": int(ok.sum())}
+    return {"budget": float(budget), "queries": [int(q) for q in queries], "accuracy": mean_or_nan(right),
+            "mattered": mean_or_nan(mattered), "accuracy_mattered": mean_or_nan(right[mattered]),
+            "trials": int(ok.sum())}
 
 
 __all__ = ["Allocation", "Generator", "GeneratorForecast", "allocate", "backtest_allocation", "choose",

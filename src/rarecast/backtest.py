@@ -18,8 +18,8 @@ time (gpd-bayes, binomial) are looped, trial by trial.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Iterator, Sequence
 
 import numpy as np
 
@@ -74,6 +74,11 @@ def draw_splits(logp: np.ndarray, m_max: int, n: np.ndarray, trials: int, tau: f
     return Splits(evals, n, {r: np.concatenate([t[r] for t in truths]) for r in RISK_NAMES})
 
 
+def mean_or_nan(a: np.ndarray) -> float:
+    """Mean of a (possibly boolean) array; NaN when it is empty (no trial to average)."""
+    return float(np.mean(a)) if a.size else float("nan")
+
+
 @dataclass
 class Cell:
     """Per-trial forecasts, interval ends and truths of one (method, risk, m, n); NaN marks a failed fit."""
@@ -96,9 +101,8 @@ class Cell:
         has = np.isfinite(self.low[ok]) & np.isfinite(self.high[ok])  # no interval: not counted in coverage
         lo, hi = np.maximum(self.low[ok][has], self.floor), np.maximum(self.high[ok][has], self.floor)
         covered = (lo <= t[has]) & (t[has] <= hi)
-        mean = (lambda a: float(np.mean(a)) if a.size else float("nan"))  # noqa: E731
-        return {"mae_log10": mean(np.abs(err)), "within_1oom": mean(np.abs(err) <= 1.0),
-                "underestimation": mean(f < t), "coverage": mean(covered),
+        return {"mae_log10": mean_or_nan(np.abs(err)), "within_1oom": mean_or_nan(np.abs(err) <= 1.0),
+                "underestimation": mean_or_nan(f < t), "coverage": mean_or_nan(covered),
                 "trials": int(ok.sum()), "failed": int((~ok).sum())}
 
 
@@ -136,7 +140,7 @@ class TrialFits:
 
     @classmethod
     def fit(cls, method: str, logp: np.ndarray, *, n_draws: int = 100, seed: int = 0,
-            params: dict | None = None) -> "TrialFits":
+            params: dict | None = None) -> TrialFits:
         """Fit ``method`` to every row of ``logp`` (trials, m); trial t's intervals use seed + t."""
         params = params or {}
         estimator = make_estimator(method, **params)
@@ -274,5 +278,16 @@ def _sizes(name: str, values: Sequence[float], low: int) -> list[int]:
     return sorted(set(out))
 
 
-__all__ = ["BacktestResult", "Cell", "RISK_NAMES", "ROW_KEYS", "Splits", "TrialFits", "backtest", "draw_splits",
-           "forecast_vs_actual", "realized_truths"]
+__all__ = [
+    "RISK_NAMES",
+    "ROW_KEYS",
+    "BacktestResult",
+    "Cell",
+    "Splits",
+    "TrialFits",
+    "backtest",
+    "draw_splits",
+    "forecast_vs_actual",
+    "mean_or_nan",
+    "realized_truths",
+]
