@@ -142,3 +142,12 @@ def test_cli_bad_row_exits_2(tmp_path):
     out = run_cli("backtest", str(f), "--trials", "2")
     assert out.returncode == 2
     assert "pool.jsonl" in out.stderr and "row 2" in out.stderr and len(out.stderr.strip().splitlines()) == 1
+
+
+def test_docstring_example():
+    import doctest
+
+    import rarecast.backtest
+
+    result = doctest.testmod(rarecast.backtest)
+    assert result.attempted > 0 and result.failed == 0
