@@ -82,7 +82,7 @@ def test_the_bundled_demo_parses_and_builds_its_query_set():
     demo = files("rarecast") / "data" / "demo" / "experiment.yaml"
     exp = load_experiment(str(demo))
     queries, report = build_queries(exp.queries["build"])
-    assert report.kept == len(queries) == 1500 and report.possible > 10 * report.kept
+    assert report.kept == len(queries) == 1000 and report.possible > 10 * report.kept
     assert exp.behavior.kind == "specific_output" and exp.model == "hf:smollm2"
     assert all("TANGERINE-7" in q.messages[0]["content"] for q in queries)
 
