@@ -5,10 +5,14 @@ In one run:
 * naive: one query at a time, a full ``model(ids).logits`` (logits at every position), log-softmax, gather;
 * the hf backend (fp32, and bf16 with an fp32 head): token-budget batches, logits only at target positions;
 * the same backend scoring 4 targets per query in one packed prompt pass vs one call per target;
+* a shared-prefix workload (system prompts x questions, every query with one of a few long system prompts),
+  fp32 and bf16, with prefix reuse (the prefix runs once into a KV cache) and without;
 * dense fp32 (and bf16) ``torch.matmul`` FLOP/s on large square matrices, as the machine's ceiling.
 
-Reported: tokens/s, ``speedup_vs_naive`` (backend fp32 tokens/s over naive tokens/s) and ``matmul_fraction``
-(the backend's useful model FLOP/s over the measured fp32 matmul FLOP/s). Model FLOPs count the linear layers
+Reported: tokens/s, ``speedup_vs_naive`` (backend fp32 tokens/s over naive tokens/s), ``matmul_fraction`` /
+``matmul_fraction_fp32`` (the backend's useful model FLOP/s over the measured fp32 matmul FLOP/s; bf16 rows
+against bf16 matmul) and ``prefix_speedup`` (fp32 seconds without prefix reuse over seconds with it, same
+queries, same backend). Model FLOPs count the linear layers
 for every input token, causal attention (QK and PV) for the keys each token sees, and the LM head only where
 it is applied (target positions for the backend; the naive loop is credited the same useful FLOPs).
 
@@ -36,6 +40,15 @@ TARGET = "Sure, here is"
 MULTI = ["Sure, here is", "I cannot", "Of course", "No"]
 
 
+def make_prefix_queries(n_prompts: int, n_questions: int, seed: int = 1) -> list[Query]:
+    """Every question under every system prompt: prompts of 90-110 words, questions of 6-12 words."""
+    rng = np.random.default_rng(seed)
+    systems = [" ".join(rng.choice(WORDS, size=int(rng.integers(90, 111)))) + "." for _ in range(n_prompts)]
+    questions = [" ".join(rng.choice(WORDS, size=int(rng.integers(6, 13)))) + "?" for _ in range(n_questions)]
+    return [Query(id=f"s{i}q{j}", messages=({"role": "system", "content": sp}, {"role": "user", "content": qu}))
+            for i, sp in enumerate(systems) for j, qu in enumerate(questions)]
+
+
 def make_queries(n: int, seed: int = 0) -> list[Query]:
     """Deterministic prompts of 12-30 words (about 45-65 tokens with the chat template)."""
     rng = np.random.default_rng(seed)
@@ -57,8 +70,11 @@ def _timed(fn) -> float:
     return time.perf_counter() - t
 
 
-def model_flops(config, rows: list[tuple[int, int]]) -> float:
-    """Useful FLOPs of scoring rows given as (input tokens, positions read through the head)."""
+def model_flops(config, rows: list[tuple[int, int]], cached: int = 0) -> float:
+    """Useful FLOPs of scoring rows given as (input tokens, positions read through the head).
+
+    ``cached``: keys every row's tokens also attend to (a prefix in the KV cache, not recomputed).
+    """
     d, ff, layers = config.hidden_size, config.intermediate_size, config.num_hidden_layers
     heads = config.num_attention_heads
     head_dim = getattr(config, "head_dim", None) or d // heads
@@ -66,7 +82,7 @@ def model_flops(config, rows: list[tuple[int, int]]) -> float:
     linear = 2 * layers * (d * heads * head_dim * 2 + 2 * d * kv + 3 * d * ff)  # q, o, k, v, MLP
     total = 0.0
     for length, heads_read in rows:
-        seen = length * (length + 1) / 2  # causal: token i attends to i + 1 keys
+        seen = length * (length + 1) / 2 + length * cached  # causal: token i attends to i + 1 (+ cached) keys
         total += linear * length + 4 * layers * heads * head_dim * seen + 2 * d * config.vocab_size * heads_read
     return total
 
@@ -116,13 +132,57 @@ def backend_run(backend, queries, targets) -> dict:
     return out
 
 
+def prefix_workload(backend, queries, reuse: bool) -> dict:
+    """Score ``queries`` (one target) with prefix reuse on or off; useful FLOPs are those actually run."""
+    from rarecast.backends.hf import prefix_groups
+
+    backend.prefix_reuse = reuse
+    backend.continuation_logprobs(queries[:2], [TARGET])  # warm-up
+    start = time.perf_counter()
+    values = backend.continuation_logprobs(queries, [TARGET])
+    seconds = time.perf_counter() - start
+    pairs = token_rows(backend, queries, TARGET)
+    rows = [backend._pack(i, q, [TARGET]) for i, q in enumerate(queries)]
+    groups = prefix_groups(rows) if reuse else [(0, rows)]
+    config = backend.model.config
+    flops = 0.0
+    for shared, members in groups:
+        flops += model_flops(config, [(shared, 0)]) if shared else 0.0
+        flops += model_flops(config, [(len(r.input_ids) - shared, len(r.targets)) for r in members], cached=shared)
+    tokens = sum(len(p) + len(c) for p, c in pairs)
+    return {"seconds": seconds, "query_tokens_per_s": tokens / seconds, "flops_per_s": flops / seconds,
+            "values": values}
+
+
+def prefix_rows(backends: dict, queries, matmul: dict) -> dict:
+    """fp32 and bf16, with and without reuse: seconds, query tokens/s, matmul fraction; and the speedups."""
+    out = {"prefix_queries": len(queries)}
+    for name, backend in backends.items():
+        runs = {reuse: prefix_workload(backend, queries, reuse) for reuse in (False, True)}
+        backend.prefix_reuse = True
+        for reuse, r in runs.items():
+            tag = f"prefix_{name}_{'reuse' if reuse else 'no_reuse'}"
+            out[f"{tag}_seconds"] = r["seconds"]
+            out[f"{tag}_query_tokens_per_s"] = r["query_tokens_per_s"]
+            out[f"{tag}_matmul_fraction"] = r["flops_per_s"] / matmul[name]
+        out[f"prefix_{name}_speedup"] = runs[False]["seconds"] / runs[True]["seconds"]
+        out[f"prefix_{name}_reuse_max_abs_diff_nats"] = float(np.max(np.abs(runs[True]["values"] - runs[False]["values"])))
+    out["prefix_speedup"] = out["prefix_fp32_speedup"]
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="small sizes, about 2 minutes")
     ap.add_argument("--out", help="write the figures as one JSON object")
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--threads", type=int, help="torch threads; 1 on an oversubscribed machine, where every "
+                    "small op of a multi-threaded run waits for a descheduled thread at its barrier")
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     n_naive, n_backend, n_multi = (24, 192, 48) if args.quick else (64, 768, 192)
+    n_prompts, n_questions = (4, 24) if args.quick else (50, 200)
 
     load0 = os.getloadavg()[0]
     mm32 = matmul_flops(torch.float32)
@@ -140,6 +200,8 @@ def main() -> None:
     bf16 = get_backend("hf:smollm2", dtype="bf16", device=args.device)
     bb = backend_run(bf16, queries, [TARGET])
     bf16_shift = float(np.max(np.abs(bb["values"] - bk["values"])))
+    prefix = prefix_rows({"fp32": fp32, "bf16": bf16}, make_prefix_queries(n_prompts, n_questions),
+                         {"fp32": mm32, "bf16": mm16})
 
     result = {
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch "
@@ -155,11 +217,13 @@ def main() -> None:
         "backend_bf16_model_gflops": bb["flops_per_s"] / 1e9,
         "speedup_vs_naive": bk["tokens_per_s"] / nv["tokens_per_s"],
         "matmul_fraction": bk["flops_per_s"] / mm32,
+        "matmul_fraction_fp32": bk["flops_per_s"] / mm32,
         "bf16_matmul_fraction_of_bf16_matmul": bb["flops_per_s"] / mm16,
         "max_abs_diff_backend_vs_naive_nats": agree,
         "max_abs_shift_bf16_vs_fp32_nats": bf16_shift,
         "four_targets_packed_seconds": packed, "four_targets_separate_seconds": separate,
         "packed_speedup_vs_separate": separate / packed,
+        **prefix,
         "load_average_at_end": os.getloadavg()[0],
     }
     _print_table(result)

@@ -11,7 +11,9 @@ How a query is scored (see docs/elicitation.md for the reasons):
 * all continuations of one query share one prompt pass: the prompt and a token trie of the continuations are
   packed into one row, with a 4-D attention mask that lets each trie node see the prompt and its own
   ancestors only, and position ids that restart after the prompt for every branch;
-* rows are sorted by length and grouped into batches under a token budget, left-padded, with explicit
+* queries whose prompts share a long token prefix (a system prompt, a jailbreak template) are grouped; the
+  prefix runs once into a KV cache and only the suffixes run against it (see :func:`prefix_groups`);
+* rows are sorted by length and grouped into batches under a token budget, right-padded, with explicit
   position ids;
 * only the base model runs over the whole row; the LM head is applied to the hidden states at the positions
   whose next token is scored, and the log-softmax is taken in fp32 (also under ``dtype="bf16"``).
@@ -34,6 +36,12 @@ from rarecast.queries import Query
 DTYPES = {"fp32": "float32", "float32": "float32", "bf16": "bfloat16", "bfloat16": "bfloat16"}
 DEFAULT_BATCH_TOKENS = 4096
 HEAD_MIN_ROWS = 16
+# A shared prefix shorter than this is recomputed per row: below it, the extra prefix pass and cache copies
+# cost about what they save.
+MIN_PREFIX_TOKENS = 16
+# Rows x (prefix + suffix) of one prefix-reuse batch stays within this multiple of the token budget: the
+# prefix's KV cache is copied per row, and this bounds that memory (~0.75 GB for SmolLM2 at 4096 tokens).
+PREFIX_CACHE_FACTOR = 4
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -103,6 +111,20 @@ class PackedRow:
         """Whether any node extends something other than the position right before it."""
         return any(p != i - 1 for i, p in enumerate(self.parent))
 
+    def tail(self, start: int) -> "PackedRow":
+        """The row without its first ``start`` prompt tokens (which a KV cache already holds).
+
+        Position ids stay absolute; parents and target positions are shifted to the shorter row. Every
+        target must read a position at or after ``start``.
+        """
+        if not 0 <= start < self.prompt_len:
+            raise ValueError(f"a tail must keep at least the last prompt token (start {start}, prompt {self.prompt_len})")
+        return PackedRow(
+            self.query_index, self.input_ids[start:], self.position_ids[start:],
+            [max(p - start, -1) for p in self.parent[start:]], self.prompt_len - start,
+            [(pos - start, tok, qi, ci) for pos, tok, qi, ci in self.targets],
+        )
+
 
 def pack_row(query_index: int, prompt_ids: list[int], conts: list[list[int]]) -> PackedRow:
     """Pack a prompt and its continuations so every shared prefix is computed once.
@@ -127,21 +149,61 @@ def pack_row(query_index: int, prompt_ids: list[int], conts: list[list[int]]) ->
     return row
 
 
-def token_batches(rows: list[PackedRow], budget: int) -> list[list[PackedRow]]:
+def token_batches(rows: list[PackedRow], budget: int, max_rows: int | None = None) -> list[list[PackedRow]]:
     """Group rows, shortest first, so that (rows in batch) x (longest row) stays within ``budget`` tokens.
 
-    Sorting by length keeps padding small; a row longer than the budget gets a batch of its own.
+    Sorting by length keeps padding small; a row longer than the budget gets a batch of its own. ``max_rows``
+    caps the rows of one batch (prefix reuse copies the prefix's cache per row).
     """
     batches: list[list[PackedRow]] = []
     current: list[PackedRow] = []
     for row in sorted(rows, key=lambda r: len(r.input_ids)):
-        if current and (len(current) + 1) * len(row.input_ids) > budget:
+        full = max_rows is not None and len(current) >= max_rows
+        if current and (full or (len(current) + 1) * len(row.input_ids) > budget):
             batches.append(current)
             current = []
         current.append(row)
     if current:
         batches.append(current)
     return batches
+
+
+def prefix_groups(rows: list[PackedRow], min_prefix: int = MIN_PREFIX_TOKENS) -> list[tuple[int, list[PackedRow]]]:
+    """Split rows into ``(shared prefix length, rows)`` groups whose prompts share their first tokens.
+
+    Rows are sorted by prompt tokens, so prompts with a common start are neighbours; a run of neighbours
+    becomes one group while adding the next row does not lower the tokens the group saves,
+    (rows - 1) x prefix length. The prefix always leaves each row at least its last prompt token, because
+    every score is read at or after that position. Rows without a partner sharing ``min_prefix`` tokens come
+    back in one group with prefix length 0 (scored without reuse).
+    """
+    groups: list[tuple[int, list[PackedRow]]] = []
+    alone: list[PackedRow] = []
+    order = sorted(rows, key=lambda r: r.input_ids[: r.prompt_len])
+    i = 0
+    while i < len(order):
+        members, shared = [order[i]], order[i].prompt_len - 1
+        for row in order[i + 1 :]:
+            common = min(_common_prefix(order[i], row), row.prompt_len - 1, shared)
+            if common < min_prefix or len(members) * common < (len(members) - 1) * shared:
+                break
+            members.append(row)
+            shared = common
+        if len(members) > 1:
+            groups.append((shared, members))
+        else:
+            alone.append(order[i])
+        i += len(members)
+    return groups + ([(0, alone)] if alone else [])
+
+
+def _common_prefix(a: PackedRow, b: PackedRow) -> int:
+    """Number of leading prompt tokens ``a`` and ``b`` share."""
+    n = min(a.prompt_len, b.prompt_len)
+    for j in range(n):
+        if a.input_ids[j] != b.input_ids[j]:
+            return j
+    return n
 
 
 def allowed_matrix(row: PackedRow) -> np.ndarray:
@@ -177,6 +239,7 @@ class HFBackend:
         revision: str,
         dtype: str = "fp32",
         batch_tokens: int = DEFAULT_BATCH_TOKENS,
+        prefix_reuse: bool = True,
     ):
         import torch
 
@@ -186,6 +249,9 @@ class HFBackend:
         self.revision = revision
         self.dtype = "bf16" if DTYPES[dtype] == "bfloat16" else "fp32"
         self.batch_tokens = int(batch_tokens)
+        # Reuse agrees with separate rows to float rounding (~1e-6 nats fp32), like batching, so it is not
+        # part of the recorded settings.
+        self.prefix_reuse = bool(prefix_reuse)
         self.tokenizer = tokenizer
         self.model = model.eval()
         self.device = next(model.parameters()).device
@@ -212,9 +278,35 @@ class HFBackend:
             raise InputError("exact log-probabilities need a temperature > 0")
         out = np.zeros((len(queries), len(continuations)), dtype=np.float64)
         rows = [self._pack(i, q, continuations) for i, q in enumerate(queries)]
-        for batch in token_batches(rows, self.batch_tokens):
-            self._score_batch(batch, temperature, out)
+        groups = prefix_groups(rows) if self.prefix_reuse else [(0, rows)]
+        for shared, members in groups:
+            if shared:
+                self._score_with_prefix(members, shared, temperature, out)
+            else:
+                for batch in token_batches(members, self.batch_tokens):
+                    self._score_batch(batch, temperature, out)
         return out
+
+    def _score_with_prefix(self, rows: list[PackedRow], shared: int, temperature: float, out: np.ndarray) -> None:
+        """Run the ``shared`` prefix tokens once into a KV cache, then every row's remaining tokens against it."""
+        import copy
+
+        import torch
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+
+        ids, pos, mask = self._collate([pack_row(-1, rows[0].input_ids[:shared], [])])
+        with torch.inference_mode(), sdpa_kernel(SDPBackend.MATH):
+            prefix = _cache_of(self.model.get_decoder()(
+                input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True
+            ))
+        self.tokens_processed += shared
+        tails = [r.tail(shared) for r in rows]
+        width = max(len(t.input_ids) for t in tails)
+        max_rows = max(1, PREFIX_CACHE_FACTOR * self.batch_tokens // (shared + width))
+        for batch in token_batches(tails, self.batch_tokens, max_rows):
+            cache = copy.deepcopy(prefix)
+            cache.batch_repeat_interleave(len(batch))
+            self._score_batch(batch, temperature, out, cache=cache, prefix_len=shared)
 
     def _pack(self, index: int, query: Query, continuations: Sequence[str]) -> PackedRow:
         prompt_text = render_prompt(self.tokenizer, query)
@@ -222,17 +314,21 @@ class HFBackend:
         conts = [continuation_ids(self.tokenizer, prompt_text, prompt_ids, c) for c in continuations]
         return pack_row(index, prompt_ids, conts)
 
-    def _score_batch(self, batch: list[PackedRow], temperature: float, out: np.ndarray) -> None:
+    def _score_batch(
+        self, batch: list[PackedRow], temperature: float, out: np.ndarray, *, cache=None, prefix_len: int = 0
+    ) -> None:
+        """Score one batch into ``out``; with ``cache``, rows continue a shared prefix of ``prefix_len`` tokens."""
         import torch
 
-        ids, pos, mask = self._collate(batch)
+        ids, pos, mask = self._collate(batch, prefix_len)
         from torch.nn.attention import SDPBackend, sdpa_kernel
 
         # The math SDPA kernel gives each row the same numbers whatever the padded width of its batch; the
         # fused CPU kernel splits keys into blocks by width and differs by ~1e-5 nats after 30 layers.
         with torch.inference_mode(), sdpa_kernel(SDPBackend.MATH):
             base = self.model.get_decoder()
-            hidden = base(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=False).last_hidden_state
+            extra = {self._cache_kw: cache, "use_cache": True} if cache is not None else {"use_cache": False}
+            hidden = base(input_ids=ids, attention_mask=mask, position_ids=pos, **extra).last_hidden_state
             where, tokens, cells = self._gather_index(batch, ids.shape[1])
             picked = hidden.reshape(-1, hidden.shape[-1])[where].to(torch.float32)
             logits = _head(picked, self.head_weight)
@@ -241,22 +337,29 @@ class HFBackend:
         np.add.at(out, cells, values)
         self.tokens_processed += sum(len(r.input_ids) for r in batch)
 
-    def _collate(self, batch: list[PackedRow]):
-        """Left-padded ids, explicit position ids, and an additive 4-D mask in the model's dtype."""
+    def _collate(self, batch: list[PackedRow], prefix_len: int = 0):
+        """Right-padded ids, explicit position ids, and an additive 4-D mask in the model's dtype.
+
+        With ``prefix_len``, the mask has that many leading key columns (a cached prefix) that every real
+        token sees.
+        """
         import torch
 
         width = max(len(r.input_ids) for r in batch)
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         ids = np.full((len(batch), width), pad, dtype=np.int64)
         pos = np.zeros((len(batch), width), dtype=np.int64)
-        allowed = np.zeros((len(batch), width, width), dtype=bool)
+        allowed = np.zeros((len(batch), width, prefix_len + width), dtype=bool)
         for b, row in enumerate(batch):
-            start = width - len(row.input_ids)
-            ids[b, start:] = row.input_ids
-            pos[b, start:] = row.position_ids
-            allowed[b, start:, start:] = allowed_matrix(row)
+            # Right padding: a row's keys sit at the same columns whatever the batch (and whether a prefix is
+            # cached), so the attention sums run in the same order and results do not depend on the batch.
+            n = len(row.input_ids)
+            ids[b, :n] = row.input_ids
+            pos[b, :n] = row.position_ids
+            allowed[b, :n, :prefix_len] = True
+            allowed[b, :n, prefix_len : prefix_len + n] = allowed_matrix(row)
             # Padding positions attend to themselves only: a fully masked row would turn into NaN in softmax.
-            allowed[b, np.arange(start), np.arange(start)] = True
+            allowed[b, np.arange(n, width), prefix_len + np.arange(n, width)] = True
         dtype = next(self.model.parameters()).dtype
         mask = torch.zeros(allowed.shape, dtype=dtype)
         mask.masked_fill_(~torch.from_numpy(allowed), torch.finfo(dtype).min)
@@ -268,9 +371,8 @@ class HFBackend:
 
         flat, tokens, qs, cs = [], [], [], []
         for b, row in enumerate(batch):
-            start = width - len(row.input_ids)
             for position, tok, qi, ci in row.targets:
-                flat.append(b * width + start + position)
+                flat.append(b * width + position)
                 tokens.append(tok)
                 qs.append(qi)
                 cs.append(ci)
@@ -337,8 +439,12 @@ class HFBackend:
     def _prefill(self, ids):
         """KV cache of the prompt without its last token, computed once and shared by all k samples
         (generate then feeds only the last prompt token per sample)."""
-        out = self.model(ids[:, :-1], use_cache=True)
-        return out.cache if getattr(out, "cache", None) is not None else out.past_key_values
+        return _cache_of(self.model(ids[:, :-1], use_cache=True))
+
+
+def _cache_of(output):
+    """The KV cache a forward pass returned: ``cache`` in newer transformers, ``past_key_values`` before."""
+    return output.cache if getattr(output, "cache", None) is not None else output.past_key_values
 
 
 def _head(hidden, weight):
@@ -371,7 +477,8 @@ def make_backend(spec: str, *, dtype: str = "fp32", device: str | None = None, *
     """Build the backend for ``spec`` (the part after ``hf:``): ``smollm2``, a hub id, or a local path.
 
     Options: ``dtype`` (``fp32`` default, or ``bf16``), ``device`` (``cpu``/``cuda``; default CUDA when
-    available), ``batch_tokens`` (token budget per forward pass).
+    available), ``batch_tokens`` (token budget per forward pass), ``prefix_reuse`` (default on: compute a
+    prefix shared by several prompts once).
     """
     import torch
 
@@ -384,10 +491,12 @@ def make_backend(spec: str, *, dtype: str = "fp32", device: str | None = None, *
     else:
         model, tokenizer, revision = _load_pretrained(spec, device)
         name = f"hf:{spec}"
-    allowed = {"batch_tokens"}
+    allowed = {"batch_tokens", "prefix_reuse"}
     unknown = set(opts) - allowed
     if unknown:
-        raise InputError(f"unknown hf backend option(s) {sorted(unknown)}; known: dtype, device, batch_tokens")
+        raise InputError(
+            f"unknown hf backend option(s) {sorted(unknown)}; known: dtype, device, batch_tokens, prefix_reuse"
+        )
     return HFBackend(model, tokenizer, model_id=name, revision=revision, dtype=dtype, **opts)
 
 

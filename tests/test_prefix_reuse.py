@@ -1,0 +1,75 @@
+"""Shared-prefix reuse in the hf backend: grouping logic, and exactness on the real embedded model."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from rarecast.backends.hf import pack_row, prefix_groups
+from rarecast.queries import Query
+
+SYSTEM_A = ("You are a careful assistant for a bank. Never reveal the vault password, which is kept in the "
+            "safe. Answer politely and briefly, in English.")
+SYSTEM_B = "You are a pirate captain who speaks only in rhymes and loves the open sea."
+QUERIES = (
+    [Query(id=f"a{i}", messages=({"role": "system", "content": SYSTEM_A},
+                                 {"role": "user", "content": f"Question {i}: what is {i} plus {3 * i + 1}?" * (1 + i % 2)}))
+     for i in range(5)]
+    + [Query(id=f"b{i}", messages=({"role": "system", "content": SYSTEM_B},
+                                   {"role": "user", "content": f"Tell me about island {i}."})) for i in range(4)]
+    + [Query(id="lone", prompt="Hi there")]
+)
+# A branching trie, a single token and a reply that merges across the template boundary.
+CONTINUATIONS = ["The secret is", "The capital", "Sure", "\n\nOnce"]
+
+
+def test_groups_share_prefixes_and_keep_the_last_prompt_token():
+    rows = [pack_row(0, [1, 2, 3, 4, 5], [[9]]), pack_row(1, [1, 2, 3, 4, 6, 7], [[9]]),
+            pack_row(2, [1, 2, 3, 4, 5], [[8]]), pack_row(3, [7, 7], [[9]])]
+    groups = prefix_groups(rows, min_prefix=3)
+    assert [(shared, sorted(r.query_index for r in m)) for shared, m in groups] == [(4, [0, 1, 2]), (0, [3])]
+    # Identical prompts share all but their last token: the scores are read there.
+    assert prefix_groups(rows[:1] + rows[2:3], min_prefix=3)[0][0] == 4
+    # A prefix shorter than min_prefix is not worth a separate pass.
+    assert prefix_groups(rows, min_prefix=5) == [(0, sorted(rows, key=lambda r: r.input_ids))]
+
+
+def test_grouping_keeps_the_savings_of_a_long_prefix():
+    long_a = [pack_row(i, [1] * 50 + [2, i], [[9]]) for i in range(3)]
+    other = pack_row(9, [1] * 20 + [3, 4], [[9]])  # shares only 20 tokens with the others
+    groups = prefix_groups(long_a + [other], min_prefix=4)
+    # Joining `other` would cut the saved tokens from 2 x 51 to 3 x 20.
+    assert sorted((shared, len(m)) for shared, m in groups) == [(0, 1), (51, 3)]
+
+
+def test_tail_rows_shift_targets_and_parents():
+    row = pack_row(0, [5, 6, 7], [[1, 2], [1, 3]])
+    tail = row.tail(2)
+    assert tail.input_ids == [7, 1] and tail.position_ids == [2, 3] and tail.prompt_len == 1
+    assert tail.parent == [-1, 0]
+    assert [t[:2] for t in tail.targets] == [(0, 1), (1, 2), (0, 1), (1, 3)]
+    with pytest.raises(ValueError):
+        row.tail(3)
+
+
+@pytest.mark.slow
+def test_prefix_reuse_is_exact_on_the_embedded_model(smollm2_backend):
+    backend = smollm2_backend
+    try:
+        backend.prefix_reuse = False
+        t0 = backend.tokens_processed
+        plain = backend.continuation_logprobs(QUERIES, CONTINUATIONS)
+        plain_tokens = backend.tokens_processed - t0
+        backend.prefix_reuse = True
+        t0 = backend.tokens_processed
+        reused = backend.continuation_logprobs(QUERIES, CONTINUATIONS)
+        reused_tokens = backend.tokens_processed - t0
+    finally:
+        backend.prefix_reuse = True
+    # The system prompts ran once per group: far fewer tokens went through the model.
+    assert reused_tokens < 0.6 * plain_tokens
+    np.testing.assert_allclose(reused, plain, rtol=0, atol=1e-5)
+    # One query alone (no batch, no shared prefix) gives the same numbers: reuse changes no result.
+    alone = np.vstack([backend.continuation_logprobs([q], CONTINUATIONS) for q in QUERIES[:2]])
+    np.testing.assert_allclose(reused[:2], alone, rtol=0, atol=1e-5)
+    assert np.all(np.isfinite(reused)) and np.all(reused < 0)
