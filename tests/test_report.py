@@ -37,7 +37,7 @@ def test_one_self_contained_file_with_png_plots_beside_it(report):
     assert [p.name for p in plots] == ["report-scaling.png", "report-distribution.png"]
     embedded = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', text)
     assert len(embedded) == 2
-    for b64, path in zip(embedded, plots):
+    for b64, path in zip(embedded, plots, strict=True):
         assert base64.b64decode(b64) == path.read_bytes() and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not re.search(r'(src|href)="(https?:|//|file:)', text), "the report must not load anything"
 

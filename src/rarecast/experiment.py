@@ -214,7 +214,7 @@ def run_experiment(
     static_queries, build = _static_queries(exp)  # files and specs are read before anything is written
     backend = get_backend(exp.model, **exp.model_options)
     exp.out.mkdir(parents=True, exist_ok=True)
-    queries = static_queries if static_queries is not None else _generated_queries(exp)
+    queries = static_queries if static_queries is not None else _generated_queries(exp, progress)
     queries_path = exp.out / "queries.jsonl"
     write_queries(queries, queries_path)
     store_path = exp.out / "run.db"
@@ -243,12 +243,12 @@ def _static_queries(exp: Experiment) -> tuple[list[Query] | None, BuildReport | 
     return None, None
 
 
-def _generated_queries(exp: Experiment) -> list[Query]:
+def _generated_queries(exp: Experiment, progress: bool) -> list[Query]:
     from rarecast.query_generation import generate_queries
 
     request = exp.queries["generate"]
     path = exp.out / "generated_queries.jsonl"
-    generate_queries(request, path, progress=True)
+    generate_queries(request, path, progress=progress)
     return load_queries(path)
 
 
