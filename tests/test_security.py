@@ -30,7 +30,7 @@ FIELDS_IN_PROVENANCE = ["model", "behavior", "revision", "experiment", "decoding
 @pytest.mark.slow
 def test_report_escapes_every_field_in_a_real_browser(tmp_path: Path) -> None:
     from browser_helpers import chromium, dump_dom
-    from rarecast.experiment import forecast_result
+    from rarecast.forecast import forecast_result
     from rarecast.queries import Query
     from rarecast.report import write_report
     from rarecast.scores import Scores

@@ -23,21 +23,18 @@ from __future__ import annotations
 
 import json
 import math
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-import rarecast
-from rarecast.errors import InputError, RarecastWarning
+from rarecast.errors import InputError
+from rarecast.forecast import DEFAULT_N, DEFAULT_TAU, forecast_result
 from rarecast.queries import Query, load_queries
 from rarecast.query_building import BuildReport, build_queries, load_spec, read_yaml_mapping, write_queries
 
 _KEYS = {"name", "queries", "model", "model_options", "behavior", "n", "tau", "method", "level", "out"}
 _QUERY_FORMS = {"file", "build", "generate"}
 _SPEC_SUFFIXES = {".yaml", ".yml"}
-DEFAULT_N = (1e4, 1e6, 1e9)
-DEFAULT_TAU = (0.5,)
 
 
 @dataclass(frozen=True)
@@ -271,21 +268,6 @@ def run_scores(store, key, query_ids: list[str]):
     else:
         scores = Scores.from_counts([r[2] for r in rows], [r[3] for r in rows], ids=ids)
     return scores, {**run, "n": len(rows), "source": str(store.path)}
-
-
-def forecast_result(scores, provenance: dict, *, n=DEFAULT_N, tau=DEFAULT_TAU, method: str | None = None,
-                    level: float = 0.9):
-    """Fit the tail and return ``(fit, result)``: the fit's summary plus warnings, provenance and version.
-
-    The result has the keys that :func:`rarecast.cli.forecast.print_forecast` and the report read.
-    """
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", RarecastWarning)
-        fit = rarecast.fit_tail(scores, method=method)
-        result = fit.summary(n=list(n), tau=list(tau), level=level)
-    result["warnings"] = [str(w.message) for w in caught] + result["diagnostics"]["warnings"]
-    result.update(provenance=provenance, rarecast_version=rarecast.__version__)
-    return fit, result
 
 
 def _write_outputs(exp: Experiment, fit, result: dict, queries: dict[str, Query], store_path: Path,

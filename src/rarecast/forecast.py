@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from rarecast.diagnostics import Diagnostics, diagnose
-from rarecast.errors import ForecastError
+from rarecast.errors import ForecastError, RarecastWarning
 from rarecast.risks import RISKS, check_argument
 from rarecast.scores import Scores
 from rarecast.tail import DEFAULT_COUNTS, DEFAULT_EXACT, TailEstimator, make_estimator
 from rarecast.tail.base import PsiDistribution
+
+
+#: Deployment sizes and thresholds reported when none are asked for.
+DEFAULT_N = (1e4, 1e6, 1e9)
+DEFAULT_TAU = (0.5,)
 
 
 def _as_scores(data) -> Scores:
@@ -139,3 +145,21 @@ def fit_tail(data, method: str | None = None, *, n_draws: int = 1000, seed: int 
             "the data show no tail to extrapolate: score more queries or check them for a floor"
         )
     return Fit(scores, estimator, model, method, n_draws=n_draws, seed=seed)
+
+
+def forecast_result(scores, provenance: dict, *, n=DEFAULT_N, tau=DEFAULT_TAU, method: str | None = None,
+                    level: float = 0.9, **params) -> tuple[Fit, dict]:
+    """Fit the tail and return ``(fit, result)``: :meth:`Fit.summary` plus warnings, provenance and version.
+
+    This is what the CLI prints, ``rarecast run`` writes to forecast.json, and the report shows. Warnings
+    raised while fitting are collected into ``result["warnings"]`` with the diagnostics' own.
+    """
+    from rarecast import __version__
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", RarecastWarning)
+        fit = fit_tail(scores, method=method, **params)
+        result = fit.summary(n=list(n), tau=list(tau), level=level)
+    result["warnings"] = [str(w.message) for w in caught] + result["diagnostics"]["warnings"]
+    result.update(provenance=provenance, rarecast_version=__version__)
+    return fit, result

@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import json
 import sys
-import warnings
 from typing import List, Optional
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-import rarecast
 from rarecast.cli import app
-from rarecast.errors import RarecastWarning
+from rarecast.forecast import DEFAULT_N, DEFAULT_TAU, forecast_result
 from rarecast.score_files import read_scores
 from rarecast.tail import methods
 
@@ -41,12 +39,9 @@ def forecast(
 ) -> None:
     """Forecast worst-query risk, behavior frequency and aggregate risk at deployment scale."""
     data, provenance = read_scores(scores, model=model, behavior=behavior)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", RarecastWarning)
-        fit = rarecast.fit_tail(data, method=method, **_k(k))
-        result = fit.summary(n=n or [1e4, 1e6, 1e9], tau=tau or [0.5], level=level)
-    result["warnings"] = [str(w.message) for w in caught] + result["diagnostics"]["warnings"]
-    result.update(source=str(scores), provenance=provenance, rarecast_version=rarecast.__version__)
+    _, result = forecast_result(data, provenance, n=n or DEFAULT_N, tau=tau or DEFAULT_TAU, method=method,
+                                level=level, **_k(k))
+    result["source"] = str(scores)
     if as_json:
         json.dump(result, sys.stdout, indent=2)
         sys.stdout.write("\n")

@@ -25,7 +25,7 @@ def report_command(
 ) -> None:
     """Fit, forecast and write a self-contained HTML report (the forecast table is printed too)."""
     from rarecast.cli.forecast import print_forecast
-    from rarecast.experiment import DEFAULT_N, DEFAULT_TAU, forecast_result
+    from rarecast.forecast import DEFAULT_N, DEFAULT_TAU, forecast_result
     from rarecast.queries import load_queries
     from rarecast.query_archive import load_query_texts
     from rarecast.report import write_report

@@ -12,7 +12,7 @@ def write_report(fit, result: dict, queries: Mapping[str, Query], out: str | Pat
     """Write ``out`` (HTML) and ``<stem>-scaling.png`` / ``<stem>-distribution.png`` beside it.
 
     ``result`` is a :meth:`rarecast.Fit.summary` dict with ``warnings`` and ``provenance`` added (as made by
-    :func:`rarecast.experiment.forecast_result`); ``queries`` maps query ids to queries for the riskiest-query
+    :func:`rarecast.forecast.forecast_result`); ``queries`` maps query ids to queries for the riskiest-query
     table. Returns the HTML path and the PNG paths.
     """
     from rarecast.report.html import render
