@@ -72,11 +72,11 @@ def score(
     chunks = [todo[i : i + size] for i in range(0, len(todo), size)]
     tokens0 = getattr(backend, "tokens_processed", None)
     start = time.perf_counter()
-    reporter = _Progress(len(queries), len(queries) - len(todo), backend, enabled=progress)
+    reporter = Progress(len(queries), len(queries) - len(todo), backend, enabled=progress)
     scored = failed = 0
     with reporter:
         for chunk in chunks:
-            ok, bad = _measure_chunk(chunk, backend, behavior)
+            ok, bad = measure_chunk(chunk, backend, behavior)
             store.write(key, ok, bad)
             scored, failed = scored + len(ok), failed + len(bad)
             reporter.advance(len(chunk))
@@ -91,7 +91,7 @@ def score(
     return summary
 
 
-def _measure_chunk(chunk: list[Query], backend, behavior):
+def measure_chunk(chunk: list[Query], backend, behavior):
     """``(results, failures)`` of one chunk; a failing chunk is retried query by query to isolate the cause."""
     try:
         return _checked(chunk, behavior.measure(chunk, backend))
@@ -124,7 +124,7 @@ def _checked(chunk: list[Query], outcomes):
     return ok, bad
 
 
-class _Progress:
+class Progress:
     """A rich progress bar with queries/s, tokens/s and ETA; a no-op when disabled."""
 
     def __init__(self, total: int, done: int, backend, enabled: bool):
@@ -180,4 +180,4 @@ def print_summary(summary: ScoreSummary, key: RunKey, store: Store) -> None:
     Console(stderr=True).print(table)
 
 
-__all__ = ["ScoreSummary", "score", "run_key"]
+__all__ = ["Progress", "ScoreSummary", "measure_chunk", "score", "run_key"]

@@ -21,6 +21,15 @@ def score_command(
     chunk_size: Optional[int] = typer.Option(None, "--chunk-size", help="Queries per committed chunk."),
     device: Optional[str] = typer.Option(None, "--device", help="hf backend device: cpu or cuda."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar and summary."),
+    engine: str = typer.Option("local", "--engine", help="local (this process) or ray (Ray Data actors)."),
+    address: Optional[str] = typer.Option(None, "--address", help="Ray cluster address; default: a local Ray."),
+    workers: int = typer.Option(2, "--workers", help="Ray scorer actors (one model each)."),
+    gpus_per_worker: float = typer.Option(0.0, "--gpus-per-worker", help="GPUs per Ray actor."),
+    cpus_per_worker: int = typer.Option(1, "--cpus-per-worker", help="CPUs (torch threads) per Ray actor."),
+    adaptive: bool = typer.Option(False, "--adaptive", help="Sampled behaviors: sample in rounds and stop "
+                                  "queries that cannot reach the tail; the behavior's k is the per-query cap."),
+    adaptive_first: int = typer.Option(10, "--adaptive-first", help="Samples per query in the first round."),
+    adaptive_confidence: float = typer.Option(0.9, "--adaptive-confidence", help="One-sided bound level."),
 ) -> None:
     """Score QUERIES with MODEL for BEHAVIOR into STORE; a rerun skips rows already stored."""
     from rarecast.behaviors import load_behavior
@@ -37,12 +46,39 @@ def score_command(
         raise InputError("--batch-tokens must be >= 1")
     if chunk_size is not None and chunk_size < 1:
         raise InputError("--chunk-size must be >= 1")
+    if engine not in ("local", "ray"):
+        raise InputError(f"--engine must be local or ray, got {engine!r}")
+    plan = _adaptive_plan(beh, adaptive_first, adaptive_confidence) if adaptive else None
+    if plan is not None and engine == "ray":
+        raise InputError("--adaptive runs on the local engine (its rounds need every query's counts at once)")
     check_store_file(store)  # a store path that is not a store fails here, before the model loads
     opts = {}
     if model.startswith("hf:"):
         opts = {"dtype": dtype, "device": device}
         if batch_tokens is not None:
             opts["batch_tokens"] = batch_tokens
+    if engine == "ray":
+        from rarecast.ray_engine import score_ray
+
+        with Store(store) as st:
+            score_ray(qs, model, opts, beh, st, address=address, workers=workers, gpus_per_worker=gpus_per_worker,
+                      cpus_per_worker=cpus_per_worker, chunk_size=chunk_size, progress=progress)
+        return
     backend = get_backend(model, **opts)
     with Store(store) as st:
-        score(qs, backend, beh, st, batch_tokens=batch_tokens, chunk_size=chunk_size, progress=progress)
+        if plan is not None:
+            from rarecast.adaptive import score_adaptive
+
+            score_adaptive(qs, backend, beh, st, plan, chunk_size=chunk_size or 8)
+        else:
+            score(qs, backend, beh, st, batch_tokens=batch_tokens, chunk_size=chunk_size, progress=progress)
+
+
+def _adaptive_plan(behavior, first: int, confidence: float):
+    """The adaptive plan for a sampled behavior: its k is the cap on samples per query."""
+    from rarecast.adaptive import AdaptivePlan
+    from rarecast.errors import InputError
+
+    if behavior.kind != "sampled":
+        raise InputError("--adaptive applies to sampled behaviors only")
+    return AdaptivePlan(first=min(first, behavior.k), max_trials=behavior.k, confidence=confidence)
