@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import sys
 import time
@@ -209,7 +210,7 @@ def main(argv=None) -> int:
             print(f"\r{i}/{len(tasks)} cells, {time.time() - t0:.0f} s", end="", file=sys.stderr, flush=True)
     print(file=sys.stderr)
     table = summarize(rows)
-    meta = {"machine": f"{platform.machine()} {platform.processor() or ''} {__import__('os').cpu_count()} cores".strip(),
+    meta = {"machine": machine_name(),
             "date": time.strftime("%Y-%m-%d"), "splits": splits, "draws": draws, "m": ms,
             "seconds": time.time() - t0, "rarecast": rc.__version__}
     goal_rows = [goals(table, args.default, DEFAULT_COUNTS, risk) for risk in RISKS]
@@ -222,6 +223,17 @@ def main(argv=None) -> int:
         with open(args.markdown, "w") as fh:
             fh.write(markdown(table, meta, goal_rows))
     return 0
+
+
+def machine_name() -> str:
+    """CPU model and core count, for the record of where numbers came from."""
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as fh:
+            model = next(line.split(":", 1)[1].strip() for line in fh if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return f"{model}, {os.cpu_count()} cores"
 
 
 def print_table(table: list[dict]) -> None:
