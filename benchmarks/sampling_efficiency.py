@@ -30,7 +30,7 @@ from rarecast.errors import ForecastError, RarecastWarning
 from rarecast.scores import logp_from_psi, p_from_psi
 
 UNIFORM_K = [10, 20, 50, 100, 200, 400]
-ADAPTIVE_CAPS = [50, 100, 200, 400, 800]
+ADAPTIVE_CAPS = [25, 50, 100, 200, 400]
 PSI_LOC, PSI_SCALE = -2.05, 0.45  # P(psi > x) = exp(-(x - loc) / scale): top 3% of queries have p > 0.2
 
 
@@ -69,7 +69,7 @@ def run(m: int, splits: int, seed: int) -> dict:
             s = rng.binomial(k, p)
             _add(arms, f"uniform k={k}", forecast_error(s, np.full(m, k), 100 * m), k * m)
         for cap in ADAPTIVE_CAPS:
-            def draw(idx, done, new):
+            def draw(idx, hits, done, new):
                 return rng.binomial(new, p[idx])
 
             s, n = sample_adaptively(np.zeros(m), np.zeros(m), draw, AdaptivePlan(max_trials=cap))

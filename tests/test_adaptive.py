@@ -34,7 +34,7 @@ def test_rounds_record_honest_counts_and_spend_samples_on_the_top():
     p = np.concatenate([np.full(5, 0.4), np.full(195, 1e-4)])
     calls = []
 
-    def draw(idx, done, new):
+    def draw(idx, hits, done, new):
         calls.append((idx.copy(), done.copy(), new.copy()))
         return rng.binomial(new, p[idx])
 
@@ -53,7 +53,7 @@ def test_resuming_from_counts_continues_the_same_schedule():
     plan = AdaptivePlan(first=10, growth=2.0, max_trials=80, keep=1)
     p = np.array([0.5, 0.01, 0.02])
 
-    def draw(idx, done, new):  # deterministic: the expected count, so both runs see the same data
+    def draw(idx, hits, done, new):  # deterministic: the expected count, so both runs see the same data
         return np.floor(new * p[idx]).astype(int)
 
     full = sample_adaptively(np.zeros(3), np.zeros(3), draw, plan)
@@ -68,3 +68,27 @@ def test_round_seeds_differ_by_round_and_plan_is_checked():
         AdaptivePlan(first=0)
     with pytest.raises(InputError):
         AdaptivePlan(growth=1.0)
+
+
+@pytest.mark.slow
+def test_adaptive_scoring_with_the_embedded_model_stores_counts_and_resumes(tmp_path, smollm2_backend):
+    from rarecast.adaptive import score_adaptive
+    from rarecast.behaviors import load_behavior
+    from rarecast.queries import Query
+    from rarecast.store import Store, load_scores
+
+    behavior = load_behavior({"name": "says-yes", "kind": "sampled", "k": 4, "max_tokens": 2,
+                              "grader": {"kind": "regex", "pattern": "(?i)yes|sure"}})
+    queries = [Query(id="q0", prompt="Answer yes or no: is the sky blue?"), Query(id="q1", prompt="Count to ten."),
+               Query(id="q2", prompt="Name a color.")]
+    plan = AdaptivePlan(first=1, growth=2.0, max_trials=4, keep=1)
+    with Store(tmp_path / "run.db") as store:
+        s, n = score_adaptive(queries, smollm2_backend, behavior, store, plan)
+        tokens = smollm2_backend.tokens_processed
+        again = score_adaptive(queries, smollm2_backend, behavior, store, plan)
+        assert smollm2_backend.tokens_processed == tokens  # nothing left to draw: resumed from the store
+    assert [a.tolist() for a in again] == [s.tolist(), n.tolist()]
+    assert np.all((n >= 1) & (n <= 4)) and np.all(s <= n)
+    scores, provenance = load_scores(tmp_path / "run.db")
+    assert scores.successes.tolist() == s.tolist() and scores.trials.tolist() == n.tolist()
+    assert provenance["decoding"]["adaptive"]["max_trials"] == 4

@@ -30,7 +30,7 @@ from rarecast.errors import InputError
 from rarecast.queries import Query
 from rarecast.tail.base import resolve_k
 
-# draw(indices, trials_done, new_trials) -> successes among the new trials, one per index
+# draw(indices, successes_so_far, trials_so_far, new_trials) -> successes among the new trials, one per index
 Draw = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
 
 
@@ -99,8 +99,8 @@ def still_open(s: np.ndarray, n: np.ndarray, plan: AdaptivePlan) -> np.ndarray:
 def sample_adaptively(s: np.ndarray, n: np.ndarray, draw: Draw, plan: AdaptivePlan) -> tuple[np.ndarray, np.ndarray]:
     """Run rounds from the counts ``(s, n)`` until every query is settled or at ``max_trials``.
 
-    ``draw(indices, trials_done, new_trials)`` returns the successes among the new trials. The state is only
-    the counts, so a run resumed from stored counts continues exactly where it stopped.
+    ``draw(indices, successes_so_far, trials_so_far, new_trials)`` returns the successes among the new trials.
+    The state is only the counts, so a run resumed from stored counts continues exactly where it stopped.
     """
     s, n = np.array(s, dtype=np.int64), np.array(n, dtype=np.int64)
     while True:
@@ -108,7 +108,7 @@ def sample_adaptively(s: np.ndarray, n: np.ndarray, draw: Draw, plan: AdaptivePl
         if idx.size == 0:
             return s, n
         target = plan.next_trials(n[idx])
-        s[idx] += np.asarray(draw(idx, n[idx], target - n[idx]), dtype=np.int64)
+        s[idx] += np.asarray(draw(idx, s[idx], n[idx], target - n[idx]), dtype=np.int64)
         n[idx] = target
 
 
@@ -149,13 +149,13 @@ def score_adaptive(queries: Sequence[Query], backend, behavior, store, plan: Ada
     s = np.array([stored.get(q.id, (0, 0))[0] for q in queries], dtype=np.int64)
     n = np.array([stored.get(q.id, (0, 0))[1] for q in queries], dtype=np.int64)
 
-    def draw(idx: np.ndarray, done: np.ndarray, new: np.ndarray) -> np.ndarray:
+    def draw(idx: np.ndarray, hits: np.ndarray, done: np.ndarray, new: np.ndarray) -> np.ndarray:
         got = np.zeros(len(idx), dtype=np.int64)
         for start in range(0, len(idx), chunk_size):
             part = slice(start, start + chunk_size)
             got[part] = _draw_chunk(queries, backend, behavior, idx[part], done[part], new[part])
-            rows = [(queries[i].id, _counts(s[i] + g, n[i] + k)) for i, g, k in zip(idx[part], got[part], new[part])]
-            store.write(key, rows)
+            totals = zip(idx[part], hits[part] + got[part], done[part] + new[part])
+            store.write(key, [(queries[i].id, _counts(a, b)) for i, a, b in totals])
         return got
 
     return sample_adaptively(s, n, draw, plan)
