@@ -112,7 +112,7 @@ def plot(table: dict, path: str, m: int, splits: int) -> None:
             ax.annotate(name.split(" ")[1], (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
     ax.set_xscale("log")
     ax.set_xlabel("total samples (mean over splits)")
-    ax.set_ylabel("mean |log10 error| of -ln(worst-query risk), n = 100 m")
+    ax.set_ylabel("mean |log10 error| of -ln p (worst query)")
     ax.set_title(f"adaptive vs uniform sampling (m = {m}, {splits} splits)")
     ax.legend()
     fig.tight_layout()
