@@ -87,7 +87,7 @@ def _query_from_record(rec: dict, file: str, row: int) -> Query:
         raise InputError(f"a query needs exactly one of 'messages' or 'prompt'; this one has {problem}", file=file, row=row)
     messages = _check_messages(rec.pop("messages"), file, row) if has_messages else None
     prompt = rec.pop("prompt") if has_prompt else None
-    if prompt is not None and not isinstance(prompt, str):
+    if has_prompt and not isinstance(prompt, str):
         raise InputError("'prompt' must be a string", file=file, row=row)
     qid = rec.pop("id", None)
     if qid is None:
