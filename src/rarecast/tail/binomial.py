@@ -24,7 +24,13 @@ from rarecast.scores import Scores, psi_from_logp
 from rarecast.tail.base import TailEstimator, check_k, resolve_k
 from rarecast.tail.model import TailModel
 
-_LAGUERRE_T, _LAGUERRE_W = np.polynomial.laguerre.laggauss(40)
+# The tail integral runs over a fixed grid of psi: with many trials per query the binomial likelihood is
+# narrow in p, and a 40-node Gauss-Laguerre rule missed it (forecasts fell as trials grew). Steps of 0.01 in
+# psi resolve it; p is within 3e-4 of 1 at the grid's top, where the rest of the tail's mass is lumped.
+_PSI_STEP = 0.01
+_PSI_TOP = 8.0
+#: successes at which a count resolves its p well enough for the threshold to sit on it (see _design)
+_RESOLVED = 5
 _LOG_SIGMA_GRID = np.linspace(np.log(0.02), np.log(5.0), 48)
 
 
@@ -40,11 +46,11 @@ def binomial_loglik(s: np.ndarray, k: np.ndarray, logp: np.ndarray) -> np.ndarra
 class BinomialPOT(TailEstimator):
     """Exponential tail for psi fitted to sampled counts by marginal binomial likelihood.
 
-    The threshold u sits at the lower of two scores: that of the (k+1)-th query ranked by
-    (s + 1/2) / (trials + 1), and p = 1 / trials. Below 1 / trials a query's counts say little about its p, so
-    the free body weights live there; above it the exponential tail must explain every count. (With the body
-    reaching into the range that counts resolve, the free weights can absorb the whole tail and the tail's
-    scale is not identified.)
+    The threshold u sits at the score of the (k+1)-th query ranked by (s + 1/2) / (trials + 1) when that query
+    has at least 5 successes, so its p is resolved. Otherwise it sits no higher than p = 1 / trials: below it a
+    query's counts say little about its p, so the free body weights live there, and above it the exponential
+    tail must explain every count. (With the free body reaching into a range that the counts barely resolve,
+    its weights can absorb the whole tail and the tail's scale is not identified.)
     """
 
     name = "binomial"
@@ -80,18 +86,30 @@ class BinomialPOT(TailEstimator):
 
     # -- the fit --------------------------------------------------------------------------------------------
     def _design(self, s, n, k):
-        crude = np.sort(np.log((s + 0.5) / (n + 1.0)))[::-1]
-        u = float(psi_from_logp(min(crude[k], -np.log(n.max()))))
+        order = np.argsort(-(s + 0.5) / (n + 1.0), kind="stable")
+        crude = np.log((s[order[k]] + 0.5) / (n[order[k]] + 1.0))
+        if s[order[k]] < _RESOLVED:  # the (k+1)-th count is noise-level: keep the free body below 1/trials
+            crude = min(crude, -np.log(n.max()))
+        u = float(psi_from_logp(crude))
         p_u = np.exp(-np.exp(-u))
         p_min = min(1e-3 / n.max(), p_u / 100)
         body_logp = np.concatenate([[-np.inf], np.linspace(np.log(p_min), np.log(p_u), self.grid_size, endpoint=False)])
         body_ll = binomial_loglik(s[:, None], n[:, None], body_logp[None, :])
         return u, body_logp, body_ll
 
-    def _tail_ll(self, s, n, u, sigma):
-        psi_q = u + sigma * _LAGUERRE_T
-        ll = binomial_loglik(s[:, None], n[:, None], -np.exp(-psi_q)[None, :])
-        return logsumexp(ll, axis=1, b=_LAGUERRE_W[None, :])
+    @staticmethod
+    def _tail_grid(s, n, u):
+        """Excess cell centres above u and every query's binomial log-likelihood at each, (m, cells)."""
+        excess = np.arange(_PSI_STEP / 2, max(_PSI_TOP - u, 1.0), _PSI_STEP)
+        return excess, binomial_loglik(s[:, None], n[:, None], -np.exp(-(u + excess))[None, :])
+
+    @staticmethod
+    def _tail_ll(excess, grid_ll, sigma):
+        """log of the integral of P(s | psi) over exponential excesses of scale sigma, per query."""
+        h = _PSI_STEP
+        log_mass = -(excess - h / 2) / sigma + np.log(-np.expm1(-h / sigma))  # exact mass of each cell
+        log_mass[-1] = -(excess[-1] - h / 2) / sigma  # everything beyond the last cell's lower edge
+        return logsumexp(grid_ll + log_mass[None, :], axis=1)
 
     @staticmethod
     def _em(ll: np.ndarray, pi: np.ndarray, iters: int = 200) -> tuple[np.ndarray, float]:
@@ -115,8 +133,9 @@ class BinomialPOT(TailEstimator):
         pi = uniform
         sigmas = np.exp(_LOG_SIGMA_GRID)
         lls, pis = [], []
+        excess, grid_ll = self._tail_grid(s, n, u)
         for sigma in sigmas:
-            ll = np.column_stack([body_ll, self._tail_ll(s, n, u, sigma)])
+            ll = np.column_stack([body_ll, self._tail_ll(excess, grid_ll, sigma)])
             # Warm start, blended with uniform weights: EM's multiplicative updates cannot revive a component
             # whose weight the previous scale drove to zero.
             pi, value = self._em(ll, 0.5 * pi + 0.5 * uniform)
