@@ -26,6 +26,7 @@ from rarecast.backends.base import Backend, SamplingSettings
 from rarecast.errors import InputError
 from rarecast.graders import Grader, make_grader
 from rarecast.queries import Query
+from rarecast.yaml_files import read_yaml_mapping
 
 
 @dataclass(frozen=True)
@@ -293,28 +294,8 @@ def load_behavior(source: str | Path | Mapping[str, Any]) -> Behavior:
         spec = dict(source)
     else:
         file = str(source)
-        spec = _read_yaml(Path(source))
+        spec = read_yaml_mapping(Path(source), "a behavior file (name: ..., kind: ...)")
     return _from_spec(spec, file)
-
-
-def _read_yaml(path: Path) -> dict:
-    import yaml
-
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InputError("no such file", file=str(path)) from None
-    except UnicodeDecodeError:
-        raise InputError("not UTF-8 text", file=str(path)) from None
-    try:
-        spec = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        row = mark.line + 1 if mark is not None else None
-        raise InputError(f"bad YAML: {getattr(exc, 'problem', exc)}", file=str(path), row=row) from None
-    if not isinstance(spec, dict):
-        raise InputError("a behavior file must be a YAML mapping (name: ..., kind: ...)", file=str(path))
-    return spec
 
 
 def _from_spec(spec: dict, file: str | None) -> Behavior:

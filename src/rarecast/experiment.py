@@ -30,7 +30,8 @@ from typing import Any, Mapping
 from rarecast.errors import InputError
 from rarecast.forecast import DEFAULT_N, DEFAULT_TAU, forecast_result
 from rarecast.queries import Query, load_queries
-from rarecast.query_building import BuildReport, build_queries, load_spec, read_yaml_mapping, write_queries
+from rarecast.query_building import BuildReport, build_queries, load_spec, write_queries
+from rarecast.yaml_files import read_yaml_mapping
 
 _KEYS = {"name", "queries", "model", "model_options", "behavior", "n", "tau", "method", "level", "out"}
 _QUERY_FORMS = {"file", "build", "generate"}
