@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import select
 import socket
 import sqlite3
 import struct
@@ -125,7 +126,7 @@ class ReliabilityProxy(FaultProxy):
                     self.close_connection = True
                     self.connection.close()
                 elif fault.action == "stall":  # hold the request past the client's timeout, then drop it
-                    proxy.released.wait(fault.stall_s)
+                    self._hold_until_client_leaves(fault.stall_s)
                     self.close_connection = True
                 elif fault.action == "truncate":  # promise 4 KB, send 20 bytes of JSON, hang up
                     self.send_response(200)
@@ -136,6 +137,15 @@ class ReliabilityProxy(FaultProxy):
                     self.close_connection = True
                 else:
                     raise AssertionError(fault.action)
+
+            def _hold_until_client_leaves(self, limit_s: float) -> None:
+                # Stop at the client's hang-up: a request it abandoned at its timeout is no longer in flight
+                # on its side, so counting it on ours would charge the client's bound with our stall.
+                end = time.monotonic() + limit_s
+                while time.monotonic() < end and not proxy.released.is_set():
+                    ready, _, _ = select.select([self.connection], [], [], 0.1)
+                    if ready and not self.connection.recv(1, socket.MSG_PEEK):
+                        return
 
             def _send(self, status: int, payload: bytes, extra: dict[str, str]) -> None:
                 self.send_response(status)

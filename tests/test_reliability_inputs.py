@@ -178,9 +178,11 @@ def test_huge_line_fails_cleanly_with_bounded_memory(command: str, workdir: Path
     args = ["forecast", path] if command == "forecast" else ["score", path, "--behavior", "good.yaml", "--store",
                                                             "run.db", "--no-progress"]
     before = snapshot(workdir)
-    measured = [sys.executable, "-c", "import atexit, resource, sys; atexit.register(lambda: print("
-                "f'maxrss_kb={resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}')); "
-                "from rarecast.cli import main; main()"]
+    # Linux keeps ru_maxrss across exec, so a child forked from this (large) test process would report
+    # pytest's own peak; a small launcher measures its child instead (RUSAGE_CHILDREN).
+    measured = [sys.executable, "-c", "import resource, subprocess, sys; r = subprocess.run(sys.argv[1:]); "
+                "print(f'maxrss_kb={resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}'); sys.exit(r.returncode)",
+                sys.executable, "-c", "from rarecast.cli import main; main()"]
     done = subprocess.run([*measured, *map(str, args)], capture_output=True, text=True, timeout=300)
     assert_clean_error(done.returncode, done.stderr, path, 1)
     assert snapshot(workdir) == before
