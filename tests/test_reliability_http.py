@@ -108,9 +108,18 @@ class ReliabilityProxy(FaultProxy):
                 with proxy.lock:
                     proxy.in_flight += 1
                     proxy.max_in_flight = max(proxy.max_in_flight, proxy.in_flight)
+                self.counted = True
                 try:
                     self._serve()
                 finally:
+                    self._leave()
+
+            def _leave(self) -> None:
+                # Called just before the last byte goes out (and again, harmlessly, at the end): once the
+                # client has its answer it may start its next request at once, before this thread would
+                # otherwise get round to counting this one out, and the proxy would see one request too many.
+                if self.counted:
+                    self.counted = False
                     with proxy.lock:
                         proxy.in_flight -= 1
 
@@ -124,6 +133,7 @@ class ReliabilityProxy(FaultProxy):
                 elif fault.action == "reset":  # abortive close: the kernel answers with RST
                     self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
                     self.close_connection = True
+                    self._leave()
                     self.connection.close()
                 elif fault.action == "stall":  # hold the request past the client's timeout, then drop it
                     self._hold_until_client_leaves(fault.stall_s)
@@ -133,6 +143,7 @@ class ReliabilityProxy(FaultProxy):
                     self.send_header("content-type", "application/json")
                     self.send_header("content-length", "4096")
                     self.end_headers()
+                    self._leave()
                     self.wfile.write(b'{"choices": [{"text"')
                     self.close_connection = True
                 else:
@@ -153,6 +164,7 @@ class ReliabilityProxy(FaultProxy):
                     self.send_header(k, v)
                 self.send_header("content-length", str(len(payload)))
                 self.end_headers()
+                self._leave()
                 self.wfile.write(payload)
 
             def finish(self) -> None:
