@@ -98,3 +98,11 @@ def test_mean_p_of_the_tail_matches_numerical_integration():
     assert model.mean_p()[0] == pytest.approx(body + tail, rel=1e-8)
     n = 1e5
     assert fit.aggregate_risk(n) == pytest.approx(-np.expm1(n * np.log1p(-(body + tail))), rel=1e-8)
+
+
+def test_lognormal_fits_data_whose_largest_scores_tie():
+    psi = np.r_[-1.0, -1.0, np.random.default_rng(8).normal(-3.0, 0.5, 300)]
+    fit = rc.fit_tail(logp_from_psi(psi), method="lognormal")
+    assert fit.worst_query_risk(1e4) == pytest.approx(p_from_psi(psi.mean() + psi.std(ddof=1) * expected_max_normal(1e4)))
+    with pytest.raises(rc.ForecastError, match="all equal"):
+        rc.fit_tail(logp_from_psi(psi), method="gumbel-ols", k=2)

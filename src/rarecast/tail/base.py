@@ -39,6 +39,8 @@ class TailEstimator:
 
     name: ClassVar[str]
     data_kind: ClassVar[str] = "exact"
+    #: whether the fit extrapolates the top scores, so that an all-tied top leaves it nothing to fit
+    fits_top: ClassVar[bool] = True
 
     def fit_sorted(self, psi_desc: np.ndarray) -> PsiDistribution:
         raise NotImplementedError
@@ -70,7 +72,7 @@ class TailEstimator:
                 f"method {self.name!r} needs at least {need} queries with 0 < p < 1, got {n_ok} of "
                 f"{len(psi)}; score more queries or lower k"
             )
-        if top[0] == top[-1]:
+        if self.fits_top and top[0] == top[-1]:
             raise ForecastError(
                 f"the top {need} scores are all equal, so the tail does not decay: a floor or rounded scores? "
                 "check how they were computed"
