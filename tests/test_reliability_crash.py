@@ -184,6 +184,18 @@ def run_concurrently(commands: Sequence[Sequence[str]], env: dict[str, str], wor
     return time.monotonic() - start
 
 
+def uninterrupted_run(command, workdir: Path, env: dict[str, str], n_queries: int) -> tuple[dict[str, tuple], float]:
+    """Score a fresh store without interruption: the reference rows every kill chain must end equal to."""
+    full = workdir / "uninterrupted.db"
+    t0 = time.monotonic()
+    done = subprocess.run(command(full), capture_output=True, text=True, env=env, timeout=300)
+    seconds = time.monotonic() - t0
+    assert done.returncode == 0, done.stderr[-2000:]
+    reference, failures = audit_store(full)
+    assert len(reference) == n_queries and not failures
+    return reference, seconds
+
+
 def write_report_line(name: str, record: dict) -> None:
     """Append the measured numbers of a reliability test to $RARECAST_RELIABILITY_LOG, when set (for docs)."""
     target = os.environ.get("RARECAST_RELIABILITY_LOG")
@@ -216,13 +228,7 @@ def test_hf_score_survives_sigkill_chain_and_concurrent_finish(tmp_path: Path) -
         return [*CLI, "score", str(queries), "--model", "hf:smollm2", "--behavior", str(behavior),
                 "--store", str(store), "--chunk-size", "2", "--no-progress"]
 
-    full = tmp_path / "uninterrupted.db"
-    t0 = time.monotonic()
-    done = subprocess.run(command(full), capture_output=True, text=True, env=env, timeout=300)
-    reference_s = time.monotonic() - t0
-    assert done.returncode == 0, done.stderr[-2000:]
-    reference, failures = audit_store(full)
-    assert len(reference) == N_QUERIES and not failures
+    reference, reference_s = uninterrupted_run(command, tmp_path, env, N_QUERIES)
 
     rng = random.Random(8_001)
     store, log = kill_chain(command, reference, tmp_path, kills=4, rng=rng, env=env, atol=1e-5)

@@ -28,12 +28,13 @@ import time
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Iterator
 
 import pytest
 
 from test_backends_http import FAST_RETRY, Fault, FaultProxy, _free_port, _start_llama_server, _stop, gguf  # noqa: F401
 from test_reliability_crash import (
+    uninterrupted_run,
     CLI,
     assert_rows_match,
     audit_store,
@@ -230,13 +231,7 @@ def test_http_score_survives_sigkill_chain_and_concurrent_writers(proxy: Reliabi
         return [*CLI, "score", str(queries), "--model", model, "--behavior", str(behavior), "--store", str(store),
                 "--chunk-size", "1", "--no-progress"]
 
-    full = tmp_path / "uninterrupted.db"
-    t0 = time.monotonic()
-    done = subprocess.run(command(full), capture_output=True, text=True, env=env, timeout=300)
-    reference_s = time.monotonic() - t0
-    assert done.returncode == 0, done.stderr[-2000:]
-    reference, failures = audit_store(full)
-    assert len(reference) == N_QUERIES and not failures
+    reference, reference_s = uninterrupted_run(command, tmp_path, env, N_QUERIES)
     assert all(r[5] is not None and r[5] < 0 for r in reference.values())
 
     # Half the kills on progress (rows reached, then up to 0.3 s), half at a time drawn over the whole run.
