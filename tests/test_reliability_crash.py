@@ -207,6 +207,8 @@ def write_report_line(name: str, record: dict) -> None:
 # -- the hf backend -------------------------------------------------------------------------------------------
 
 N_QUERIES = 16
+# With the HTTP chain's KILLS, the 20 SIGKILLs at least.
+KILLS = 10
 
 
 def _hf_files(tmp_path: Path) -> tuple[Path, Path]:
@@ -231,7 +233,7 @@ def test_hf_score_survives_sigkill_chain_and_concurrent_finish(tmp_path: Path) -
     reference, reference_s = uninterrupted_run(command, tmp_path, env, N_QUERIES)
 
     rng = random.Random(8_001)
-    store, log = kill_chain(command, reference, tmp_path, kills=4, rng=rng, env=env, atol=1e-5)
+    store, log = kill_chain(command, reference, tmp_path, kills=KILLS, rng=rng, env=env, atol=1e-5)
     # The last store is finished by two processes scoring into it at the same time.
     wall = run_concurrently([command(store), command(store)], env, tmp_path)
     got, failures = audit_store(store)
