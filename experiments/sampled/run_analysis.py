@@ -65,7 +65,7 @@ def per_query(logp: np.ndarray, successes: np.ndarray, trials: np.ndarray) -> di
     return {"queries": len(p), "k": int(trials[0]), "inside_95_interval": float(np.mean((p >= lo) & (p <= hi))),
             "queries_with_a_success": int(np.sum(successes > 0)),
             "observed_successes": observed, "expected_successes": expected,
-            "z_total": (observed - expected) / np.sqrt(variance),
+            "z_total": float((observed - expected) / np.sqrt(variance)),
             "spearman_phat_vs_p": float(stats.spearmanr(successes / trials, p).statistic)}
 
 
