@@ -17,7 +17,9 @@ def score_command(
     behavior: Path = typer.Option(..., "--behavior", "-b", help="Behavior YAML file."),
     store: Path = typer.Option(..., "--store", "-s", help="SQLite results store (created if missing)."),
     dtype: str = typer.Option("fp32", "--dtype", help="hf backend precision: fp32 (exact) or bf16 (faster)."),
-    batch_tokens: Optional[int] = typer.Option(None, "--batch-tokens", help="Token budget per forward pass."),
+    batch_tokens: Optional[int] = typer.Option(
+        None, "--batch-tokens", help="Token budget per forward pass (hf default: 2048 on a CPU, 16384 on CUDA)."
+    ),
     chunk_size: Optional[int] = typer.Option(None, "--chunk-size", help="Queries per committed chunk."),
     device: Optional[str] = typer.Option(None, "--device", help="hf backend device: cpu or cuda."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar and summary."),
