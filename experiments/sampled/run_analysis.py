@@ -45,7 +45,7 @@ def export() -> None:
     """Store -> Parquet: one row per query with its exact log p and its sampled counts."""
     exact, _ = load_scores(WORK / "sampled.db", behavior="complies-sure-here")
     counts, run = load_scores(WORK / "sampled.db", behavior="complies-sure-here-sampled")
-    logp = dict(zip(exact.ids, exact.logp.tolist()))
+    logp = dict(zip(exact.ids, exact.logp.tolist(), strict=True))
     ids = [i for i in counts.ids if i in logp]
     table = pa.table({"id": ids, "logp": [logp[i] for i in ids],
                       "successes": counts.successes.astype(int).tolist(),
