@@ -130,15 +130,16 @@ def naive(backend, queries, target) -> dict:
     model = backend.model
     values = []
     start = time.perf_counter()
+    pairs = token_rows(backend, queries, target)
     with torch.inference_mode():
-        for p, c in token_rows(backend, queries, target):
+        for p, c in pairs:
             ids = torch.tensor([p + c])
             logp = torch.log_softmax(model(ids).logits[0].float(), dim=-1)
             values.append(float(sum(logp[len(p) - 1 + i, t] for i, t in enumerate(c))))
     seconds = time.perf_counter() - start
-    pairs = token_rows(backend, queries, target)
-    flops = model_flops(model.config, [(len(p) + len(c), len(p) + len(c)) for p, c in pairs])
-    tokens = sum(len(p) + len(c) for p, c in pairs)
+    lengths = [len(p) + len(c) for p, c in pairs]
+    flops = model_flops(model.config, [(n, n) for n in lengths])  # the head runs at every position
+    tokens = sum(lengths)
     return {"seconds": seconds, "query_tokens_per_s": tokens / seconds, "flops_per_s": flops / seconds,
             "values": values}
 
