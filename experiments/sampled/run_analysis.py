@@ -32,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from common import DATA, RESULTS, WORK, machine, markdown_table, write_result
 
 import rarecast as rc
+from rarecast.adaptive import bounds
 from rarecast.store import load_scores
 
 TABLE = DATA / "sampled_scores.parquet"
@@ -58,8 +59,7 @@ def export() -> None:
 def per_query(logp: np.ndarray, successes: np.ndarray, trials: np.ndarray) -> dict:
     """Coverage of the exact p by each count's 95% Clopper-Pearson interval, and the totals."""
     p = np.exp(logp)
-    lo = np.where(successes > 0, stats.beta.ppf(0.025, successes, trials - successes + 1), 0.0)
-    hi = np.where(successes < trials, stats.beta.ppf(0.975, successes + 1, trials - successes), 1.0)
+    lo, hi = bounds(successes, trials, 0.975)  # two one-sided 97.5% bounds = the two-sided 95% interval
     expected, variance = float(np.sum(trials * p)), float(np.sum(trials * p * (1 - p)))
     observed = int(successes.sum())
     return {"queries": len(p), "k": int(trials[0]), "inside_95_interval": float(np.mean((p >= lo) & (p <= hi))),
