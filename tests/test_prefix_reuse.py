@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rarecast.backends.hf import pack_row, prefix_groups
+from rarecast.backends.hf import pack_row, prefix_groups, prefix_sets
 from rarecast.queries import Query
 
 SYSTEM_A = ("You are a careful assistant for a bank. Never reveal the vault password, which is kept in the "
@@ -42,6 +42,19 @@ def test_grouping_keeps_the_savings_of_a_long_prefix():
     assert sorted((shared, len(m)) for shared, m in groups) == [(0, 1), (51, 3)]
 
 
+def test_small_groups_with_similar_prefixes_share_batches():
+    def group(shared: int, first: int) -> tuple[int, list]:
+        return shared, [pack_row(first + i, [7] * shared + [i], [[9]]) for i in range(2)]
+
+    groups = [group(40, 0), group(20, 2), group(100, 4), group(30, 6)]
+    sets = prefix_sets(groups, max_prefix_tokens=1000)
+    # By prefix length; a set's longest prefix is at most twice its shortest.
+    assert [[shared for shared, _ in s] for s in sets] == [[20, 30, 40], [100]]
+    # The prefixes held at once stay within the cap.
+    assert [[shared for shared, _ in s] for s in prefix_sets(groups, max_prefix_tokens=60)] == [[20, 30], [40], [100]]
+    assert prefix_sets([], max_prefix_tokens=60) == []
+
+
 def test_tail_rows_shift_targets_and_parents():
     row = pack_row(0, [5, 6, 7], [[1, 2], [1, 3]])
     tail = row.tail(2)
@@ -55,6 +68,11 @@ def test_tail_rows_shift_targets_and_parents():
 @pytest.mark.slow
 def test_prefix_reuse_is_exact_on_the_embedded_model(smollm2_backend):
     backend = smollm2_backend
+    # The two system prompts differ in length and share batches: each row's keys must still sit where they
+    # would without the other group.
+    rows = [backend._pack(i, q, CONTINUATIONS) for i, q in enumerate(QUERIES)]
+    sets = prefix_sets([g for g in prefix_groups(rows) if g[0]], max_prefix_tokens=10_000)
+    assert len(sets) == 1 and len({shared for shared, _ in sets[0]}) == 2
     try:
         backend.prefix_reuse = False
         t0 = backend.tokens_processed

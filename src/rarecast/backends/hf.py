@@ -12,7 +12,8 @@ How a query is scored (see docs/elicitation.md for the reasons):
   packed into one row, with a 4-D attention mask that lets each trie node see the prompt and its own
   ancestors only, and position ids that restart after the prompt for every branch;
 * queries whose prompts share a long token prefix (a system prompt, a jailbreak template) are grouped; the
-  prefix runs once into a KV cache and only the suffixes run against it (see :func:`prefix_groups`);
+  prefix runs once into a KV cache and only the suffixes run against it (see :func:`prefix_groups`); small
+  groups with similar prefix lengths share their batches (see :func:`prefix_sets`);
 * rows are sorted by length and grouped into batches under a token budget, right-padded, with explicit
   position ids;
 * only the base model runs over the whole row; the LM head is applied to the hidden states at the positions
@@ -43,7 +44,8 @@ HEAD_MIN_ROWS = 16
 # cost about what they save.
 MIN_PREFIX_TOKENS = 16
 # Rows x (prefix + suffix) of one prefix-reuse batch stays within this multiple of the token budget: the
-# prefix's KV cache is copied per row, and this bounds that memory (~0.4 GB for SmolLM2 at 2048 tokens).
+# prefix's KV cache is copied per row, and this bounds that memory (~0.4 GB for SmolLM2 at 2048 tokens). The
+# prefixes of one set (see prefix_sets) stay within it too: their caches are held while the set is scored.
 PREFIX_CACHE_FACTOR = 4
 
 
@@ -209,6 +211,27 @@ def _common_prefix(a: PackedRow, b: PackedRow) -> int:
     return n
 
 
+def prefix_sets(
+    groups: list[tuple[int, list[PackedRow]]], max_prefix_tokens: int
+) -> list[list[tuple[int, list[PackedRow]]]]:
+    """Gather prefix groups (``shared > 0``) into sets whose rows are batched together.
+
+    A group of 24 short suffixes fills a tenth of a batch; alone, it pays a whole forward pass of per-op
+    overhead and pads every row to its longest. Groups are taken by prefix length, and a set grows while its
+    longest prefix is at most twice its shortest (each row's cached keys are padded to the longest prefix of
+    its batch, and attention runs over the padding) and its prefixes total at most ``max_prefix_tokens``
+    (their caches are held while the set is scored). A set of one group is scored as before.
+    """
+    sets: list[list[tuple[int, list[PackedRow]]]] = []
+    for group in sorted(groups, key=lambda g: g[0]):
+        current = sets[-1] if sets else None
+        if current and group[0] <= 2 * current[0][0] and sum(s for s, _ in current) + group[0] <= max_prefix_tokens:
+            current.append(group)
+        else:
+            sets.append([group])
+    return sets
+
+
 def allowed_matrix(row: PackedRow) -> np.ndarray:
     """Boolean (L, L) matrix: position i may attend to position j.
 
@@ -282,34 +305,45 @@ class HFBackend:
         out = np.zeros((len(queries), len(continuations)), dtype=np.float64)
         rows = [self._pack(i, q, continuations) for i, q in enumerate(queries)]
         groups = prefix_groups(rows) if self.prefix_reuse else [(0, rows)]
-        for shared, members in groups:
-            if shared:
-                self._score_with_prefix(members, shared, temperature, out)
-            else:
-                for batch in token_batches(members, self.batch_tokens):
-                    self._score_batch(batch, temperature, out)
+        for batch in token_batches([r for shared, members in groups if not shared for r in members], self.batch_tokens):
+            self._score_batch(batch, temperature, out)
+        cached = [g for g in groups if g[0]]
+        for prefix_set in prefix_sets(cached, PREFIX_CACHE_FACTOR * self.batch_tokens):
+            self._score_prefix_set(prefix_set, temperature, out)
         return out
 
-    def _score_with_prefix(self, rows: list[PackedRow], shared: int, temperature: float, out: np.ndarray) -> None:
-        """Run the ``shared`` prefix tokens once into a KV cache, then every row's remaining tokens against it."""
-        import copy
+    def _score_prefix_set(self, groups: list[tuple[int, list[PackedRow]]], temperature: float, out: np.ndarray) -> None:
+        """Run each group's shared prefix once into a KV cache, then the remaining tokens of all the groups'
+        rows in shared batches, every row against its own group's cached keys."""
+        group_of, tails = {}, []
+        for g, (shared, rows) in enumerate(groups):
+            for row in rows:
+                group_of[row.query_index] = g
+                tails.append(row.tail(shared))
+        longest = max(len(t.input_ids) for t in tails)
+        states = self._prefix_states([rows[0].input_ids[:shared] for shared, rows in groups], room=longest)
+        max_rows = max(1, PREFIX_CACHE_FACTOR * self.batch_tokens // states.columns)
+        for batch in token_batches(tails, self.batch_tokens, max_rows):
+            which = [group_of[r.query_index] for r in batch]
+            cache = states.cache_for(which, max(len(r.input_ids) for r in batch))
+            self._score_batch(batch, temperature, out, cache=cache, prefix_lens=[states.lengths[g] for g in which])
 
+    def _prefix_states(self, prefixes: list[list[int]], room: int):
+        """The KV states of ``prefixes``, run in token-budget batches like any rows."""
         import torch
         from torch.nn.attention import SDPBackend, sdpa_kernel
 
-        ids, pos, mask = self._collate([pack_row(-1, rows[0].input_ids[:shared], [])])
-        with torch.inference_mode(), sdpa_kernel(SDPBackend.MATH):
-            prefix = _cache_of(self.model.get_decoder()(
-                input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True
-            ))
-        self.tokens_processed += shared
-        tails = [r.tail(shared) for r in rows]
-        width = max(len(t.input_ids) for t in tails)
-        max_rows = max(1, PREFIX_CACHE_FACTOR * self.batch_tokens // (shared + width))
-        for batch in token_batches(tails, self.batch_tokens, max_rows):
-            cache = copy.deepcopy(prefix)
-            cache.batch_repeat_interleave(len(batch))
-            self._score_batch(batch, temperature, out, cache=cache, prefix_len=shared)
+        from rarecast.backends.ragged_cache import PrefixStates
+
+        states = PrefixStates([len(p) for p in prefixes], room)
+        for batch in token_batches([pack_row(g, ids, []) for g, ids in enumerate(prefixes)], self.batch_tokens):
+            ids, pos, mask = self._collate(batch)
+            with torch.inference_mode(), sdpa_kernel(SDPBackend.MATH):
+                states.write([r.query_index for r in batch], _cache_of(self.model.get_decoder()(
+                    input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True
+                )))
+            self.tokens_processed += sum(len(r.input_ids) for r in batch)
+        return states
 
     def _pack(self, index: int, query: Query, continuations: Sequence[str]) -> PackedRow:
         prompt_text = render_prompt(self.tokenizer, query)
@@ -318,12 +352,14 @@ class HFBackend:
         return pack_row(index, prompt_ids, conts)
 
     def _score_batch(
-        self, batch: list[PackedRow], temperature: float, out: np.ndarray, *, cache=None, prefix_len: int = 0
+        self, batch: list[PackedRow], temperature: float, out: np.ndarray, *, cache=None,
+        prefix_lens: Sequence[int] = (),
     ) -> None:
-        """Score one batch into ``out``; with ``cache``, rows continue a shared prefix of ``prefix_len`` tokens."""
+        """Score one batch into ``out``; with ``cache``, row ``b`` continues a cached prefix of
+        ``prefix_lens[b]`` tokens."""
         import torch
 
-        ids, pos, mask = self._collate(batch, prefix_len)
+        ids, pos, mask = self._collate(batch, prefix_lens)
         from torch.nn.attention import SDPBackend, sdpa_kernel
 
         # The math SDPA kernel gives each row the same numbers whatever the padded width of its batch; the
@@ -340,29 +376,33 @@ class HFBackend:
         np.add.at(out, cells, values)
         self.tokens_processed += sum(len(r.input_ids) for r in batch)
 
-    def _collate(self, batch: list[PackedRow], prefix_len: int = 0):
+    def _collate(self, batch: list[PackedRow], prefix_lens: Sequence[int] = ()):
         """Right-padded ids, explicit position ids, and an additive 4-D mask in the model's dtype.
 
-        With ``prefix_len``, the mask has that many leading key columns (a cached prefix) that every real
-        token sees.
+        With ``prefix_lens``, row ``b``'s keys are its cached prefix (``prefix_lens[b]`` columns) followed by
+        its own tokens, and there are ``max(prefix_lens)`` more key columns than tokens (see
+        :mod:`rarecast.backends.ragged_cache`).
         """
         import torch
 
         width = max(len(r.input_ids) for r in batch)
+        prefix_len = max(prefix_lens, default=0)
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         ids = np.full((len(batch), width), pad, dtype=np.int64)
         pos = np.zeros((len(batch), width), dtype=np.int64)
         allowed = np.zeros((len(batch), width, prefix_len + width), dtype=bool)
         for b, row in enumerate(batch):
             # Right padding: a row's keys sit at the same columns whatever the batch (and whether a prefix is
-            # cached), so the attention sums run in the same order and results do not depend on the batch.
+            # cached; see rarecast.backends.ragged_cache), so the attention sums run in the same order and results do not
+            # depend on the batch.
             n = len(row.input_ids)
             ids[b, :n] = row.input_ids
             pos[b, :n] = row.position_ids
-            allowed[b, :n, :prefix_len] = True
-            allowed[b, :n, prefix_len : prefix_len + n] = allowed_matrix(row)
+            start = prefix_lens[b] if prefix_lens else 0
+            allowed[b, :n, :start] = True
+            allowed[b, :n, start : start + n] = allowed_matrix(row)
             # Padding positions attend to themselves only: a fully masked row would turn into NaN in softmax.
-            allowed[b, np.arange(n, width), prefix_len + np.arange(n, width)] = True
+            allowed[b, np.arange(n, width), start + np.arange(n, width)] = True
         dtype = next(self.model.parameters()).dtype
         mask = torch.zeros(allowed.shape, dtype=dtype)
         mask.masked_fill_(~torch.from_numpy(allowed), torch.finfo(dtype).min)
