@@ -88,6 +88,17 @@ def test_token_budget_batches():
     assert [len(r.input_ids) for b in batches for r in b] == sorted([10, 3, 30, 5, 8])
 
 
+def test_token_batches_cut_where_padding_costs_more_than_a_pass():
+    rows = [pack_row(i, list(range(n)), [[1]]) for i, n in enumerate([8, 2, 8, 2, 8, 2, 8, 2])]
+    # All eight fit one batch of 8 x 8 = 64 tokens, but 24 of them would be padding; a second pass costs
+    # 64 / 32 = 2 tokens' worth.
+    batches = token_batches(rows, budget=64)
+    assert [[len(r.input_ids) for r in b] for b in batches] == [[2, 2, 2, 2], [8, 8, 8, 8]]
+    capped = token_batches(rows, budget=64, max_rows=3)
+    assert sum(len(b) for b in capped) == 8 and all(len(b) <= 3 for b in capped)
+    assert all(len({len(r.input_ids) for r in b}) == 1 for b in capped)
+
+
 def test_bf16_body_stays_close_to_fp32(smollm2_backend):
     from rarecast.backends import get_backend
 

@@ -91,3 +91,20 @@ def test_prefix_reuse_is_exact_on_the_embedded_model(smollm2_backend):
     alone = np.vstack([backend.continuation_logprobs([q], CONTINUATIONS) for q in QUERIES[:2]])
     np.testing.assert_allclose(reused[:2], alone, rtol=0, atol=1e-5)
     assert np.all(np.isfinite(reused)) and np.all(reused < 0)
+
+
+@pytest.mark.slow
+def test_every_token_budget_gives_each_query_its_numbers_alone(smollm2_backend):
+    backend = smollm2_backend
+    alone = np.vstack([backend.continuation_logprobs([q], CONTINUATIONS) for q in QUERIES])
+    old = backend.batch_tokens
+    try:
+        # Budgets from one short row per batch (padded to the GEMM minimum) to everything in one batch.
+        for budget in (8, 32, 64, 200, 2048):
+            backend.batch_tokens = budget
+            for reuse in (True, False):
+                backend.prefix_reuse = reuse
+                # Bit-identical on the development machine; 1e-5 leaves room for other CPUs' kernels.
+                np.testing.assert_allclose(backend.continuation_logprobs(QUERIES, CONTINUATIONS), alone, rtol=0, atol=1e-5)
+    finally:
+        backend.batch_tokens, backend.prefix_reuse = old, True

@@ -39,7 +39,14 @@ DTYPES = {"fp32": "float32", "float32": "float32", "bf16": "bfloat16", "bfloat16
 # 12 MB for SmolLM2's MLP) inside the last-level cache: 4096 ran the standard benchmark workload ~20% slower
 # on the 2-core development machine (32 MB L3). A GPU wants far larger batches to fill its cores.
 DEFAULT_BATCH_TOKENS = {"cpu": 2048, "cuda": 16384}
-HEAD_MIN_ROWS = 16
+# CPU GEMM kernels round differently below about a dozen rows (a GEMV path for one row, other blockings
+# below 12), so every matrix product runs with at least this many rows: the LM head zero-pads its rows, and a
+# batch is right-padded to at least this many token positions. Without it, a short suffix alone in a batch
+# scored 2.3e-5 nats away from the same suffix in a larger batch.
+MIN_GEMM_ROWS = 16
+# The fixed cost of one forward pass, as a fraction of the token budget: ~30 layers x ~40 small ops cost about
+# what 64 more tokens do on the development CPU at its 2048-token budget.
+PASS_OVERHEAD = 1 / 32
 # A shared prefix shorter than this is recomputed per row: below it, the extra prefix pass and cache copies
 # cost about what they save.
 MIN_PREFIX_TOKENS = 16
@@ -155,22 +162,37 @@ def pack_row(query_index: int, prompt_ids: list[int], conts: list[list[int]]) ->
 
 
 def token_batches(rows: list[PackedRow], budget: int, max_rows: int | None = None) -> list[list[PackedRow]]:
-    """Group rows, shortest first, so that (rows in batch) x (longest row) stays within ``budget`` tokens.
+    """Split rows, shortest first, into batches whose (rows) x (longest row) stays within ``budget`` tokens.
 
-    Sorting by length keeps padding small; a row longer than the budget gets a batch of its own. ``max_rows``
-    caps the rows of one batch (prefix reuse copies the prefix's cache per row).
+    Every batch is padded to its longest row, and every forward pass costs some fixed overhead (hundreds of
+    small ops); the cuts between batches minimize padded tokens plus :data:`PASS_OVERHEAD` budgets' worth of
+    tokens per batch (dynamic programming over the sorted rows). Filling each batch greedily instead padded
+    17% of the tokens of a workload of 10- to 25-token rows; this pads 2%. A row longer than the budget gets
+    a batch of its own. ``max_rows`` caps the rows of one batch (prefix reuse copies the cache per row).
     """
-    batches: list[list[PackedRow]] = []
-    current: list[PackedRow] = []
-    for row in sorted(rows, key=lambda r: len(r.input_ids)):
-        full = max_rows is not None and len(current) >= max_rows
-        if current and (full or (len(current) + 1) * len(row.input_ids) > budget):
-            batches.append(current)
-            current = []
-        current.append(row)
-    if current:
-        batches.append(current)
-    return batches
+    order = sorted(rows, key=lambda r: len(r.input_ids))
+    lengths = [len(r.input_ids) for r in order]
+    per_pass = budget * PASS_OVERHEAD
+    cost = [0.0] + [np.inf] * len(order)  # cost[j]: cheapest split of the first j rows
+    start = [0] * (len(order) + 1)  # start[j]: where the last batch of that split starts
+    for j in range(1, len(order) + 1):
+        for i in range(j - 1, -1, -1):
+            size = j - i
+            if size > 1 and (size * lengths[j - 1] > budget or (max_rows is not None and size > max_rows)):
+                break
+            total = cost[i] + size * lengths[j - 1] + per_pass
+            if total < cost[j]:
+                cost[j], start[j] = total, i
+    batches, j = [], len(order)
+    while j > 0:
+        batches.append(order[start[j] : j])
+        j = start[j]
+    return batches[::-1]
+
+
+def padded_width(batch: list[PackedRow]) -> int:
+    """Token positions per row of a batch: its longest row, and at least :data:`MIN_GEMM_ROWS` in all."""
+    return max(max(len(r.input_ids) for r in batch), -(-MIN_GEMM_ROWS // len(batch)))
 
 
 def prefix_groups(rows: list[PackedRow], min_prefix: int = MIN_PREFIX_TOKENS) -> list[tuple[int, list[PackedRow]]]:
@@ -320,12 +342,13 @@ class HFBackend:
             for row in rows:
                 group_of[row.query_index] = g
                 tails.append(row.tail(shared))
-        longest = max(len(t.input_ids) for t in tails)
-        states = self._prefix_states([rows[0].input_ids[:shared] for shared, rows in groups], room=longest)
-        max_rows = max(1, PREFIX_CACHE_FACTOR * self.batch_tokens // states.columns)
-        for batch in token_batches(tails, self.batch_tokens, max_rows):
+        longest = max(shared for shared, _ in groups) + max(len(t.input_ids) for t in tails)
+        batches = token_batches(tails, self.batch_tokens, max(1, PREFIX_CACHE_FACTOR * self.batch_tokens // longest))
+        room = max(padded_width(batch) for batch in batches)
+        states = self._prefix_states([rows[0].input_ids[:shared] for shared, rows in groups], room)
+        for batch in batches:
             which = [group_of[r.query_index] for r in batch]
-            cache = states.cache_for(which, max(len(r.input_ids) for r in batch))
+            cache = states.cache_for(which, padded_width(batch))
             self._score_batch(batch, temperature, out, cache=cache, prefix_lens=[states.lengths[g] for g in which])
 
     def _prefix_states(self, prefixes: list[list[int]], room: int):
@@ -385,7 +408,7 @@ class HFBackend:
         """
         import torch
 
-        width = max(len(r.input_ids) for r in batch)
+        width = padded_width(batch)
         prefix_len = max(prefix_lens, default=0)
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         ids = np.full((len(batch), width), pad, dtype=np.int64)
@@ -491,7 +514,7 @@ def _cache_of(output):
 
 
 def _head(hidden, weight):
-    """fp32 logits ``hidden @ weight.T``, computed with at least :data:`HEAD_MIN_ROWS` rows.
+    """fp32 logits ``hidden @ weight.T``, computed with at least :data:`MIN_GEMM_ROWS` rows.
 
     CPU GEMM kernels round differently for very few rows (a GEMV path for 1 row, other blockings below 12),
     so the same query would get slightly different logits alone than in a batch. Zero-padding the rows keeps
@@ -500,9 +523,9 @@ def _head(hidden, weight):
     import torch
 
     n = hidden.shape[0]
-    if n >= HEAD_MIN_ROWS:
+    if n >= MIN_GEMM_ROWS:
         return hidden @ weight.T
-    padded = torch.zeros((HEAD_MIN_ROWS, hidden.shape[1]), dtype=hidden.dtype, device=hidden.device)
+    padded = torch.zeros((MIN_GEMM_ROWS, hidden.shape[1]), dtype=hidden.dtype, device=hidden.device)
     padded[:n] = hidden
     return (padded @ weight.T)[:n]
 
