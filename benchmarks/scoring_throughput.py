@@ -7,7 +7,8 @@ In one run:
 * the same backend scoring 4 targets per query in one packed prompt pass vs one call per target;
 * a shared-prefix workload (system prompts x questions, every query with one of a few long system prompts),
   fp32 and bf16, with prefix reuse (the prefix runs once into a KV cache) and without;
-* dense fp32 (and bf16) ``torch.matmul`` FLOP/s on large square matrices, as the machine's ceiling.
+* dense fp32 (and bf16) ``torch.matmul`` FLOP/s on large square matrices, as the machine's ceiling;
+* a float64 copy of the model on the naive loop's queries, as the yardstick for the fp32 paths' rounding.
 
 Every rate counts the same unit on both sides: *query tokens* (prompt + target tokens of the queries scored),
 whatever the backend actually ran (prefix reuse runs fewer). Reported: ``speedup_vs_naive`` (backend fp32
@@ -144,6 +145,19 @@ def naive(backend, queries, target) -> dict:
             "values": values}
 
 
+def fp64_reference(backend, queries, target) -> np.ndarray:
+    """log p of ``target`` per query from a float64 copy of the model: the yardstick for fp32 rounding."""
+    import copy
+
+    model = copy.deepcopy(backend.model).double()
+    values = []
+    with torch.inference_mode():
+        for p, c in token_rows(backend, queries, target):
+            logp = torch.log_softmax(model(torch.tensor([p + c])).logits[0], dim=-1)
+            values.append(float(sum(logp[len(p) - 1 + i, t] for i, t in enumerate(c))))
+    return np.array(values)
+
+
 def backend_run(backend, queries, targets) -> dict:
     """Score ``queries`` once (after a warm-up); rates in query tokens and in FLOPs actually run."""
     backend.continuation_logprobs(queries[:4], targets)  # warm-up (first-call allocations)
@@ -199,6 +213,7 @@ def main() -> None:
     nv = naive(fp32, queries[:n_naive], TARGET)
     bk = backend_run(fp32, queries, [TARGET])
     agree = float(np.max(np.abs(bk["values"][:n_naive, 0] - np.array(nv["values"]))))
+    exact = fp64_reference(fp32, queries[:n_naive], TARGET)
 
     packed = _timed(lambda: fp32.continuation_logprobs(queries[:n_multi], MULTI))
     separate = _timed(lambda: [fp32.continuation_logprobs(queries[:n_multi], [t]) for t in MULTI])
@@ -236,6 +251,8 @@ def main() -> None:
         "naive_matmul_fraction_fp32": nv["flops_per_s"] / mm32,
         "bf16_matmul_fraction_of_bf16_matmul": bb["flops_per_s"] / mm16,
         "max_abs_diff_backend_vs_naive_nats": agree,
+        "max_abs_diff_backend_vs_fp64_nats": float(np.max(np.abs(bk["values"][:n_naive, 0] - exact))),
+        "max_abs_diff_naive_vs_fp64_nats": float(np.max(np.abs(np.array(nv["values"]) - exact))),
         "max_abs_shift_bf16_vs_fp32_nats": bf16_shift,
         "four_targets_packed_seconds": packed, "four_targets_separate_seconds": separate,
         "packed_speedup_vs_separate": separate / packed,
