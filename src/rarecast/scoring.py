@@ -43,8 +43,12 @@ class ScoreSummary:
 
 
 def default_chunk_size(behavior) -> int:
-    """Queries per commit: enough to fill the backend's batches, few enough that a kill loses little work."""
-    return 8 if behavior.kind == "sampled" else 64
+    """Queries per commit: enough to fill the backend's batches, few enough that a kill loses little work.
+
+    For exact behaviors, 256 queries scored 10-12% faster than 64 with the hf backend on a CPU (fewer part-full
+    batches, more queries per shared-prefix set) and lose at most ~15 s of CPU work to a kill.
+    """
+    return 8 if behavior.kind == "sampled" else 256
 
 
 def score(
