@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 import rarecast as rc
+from rarecast.errors import RarecastWarning
 from rarecast.synthetic import FAMILIES
 
 
@@ -71,5 +72,7 @@ def test_counts_warn_when_few_queries_have_successes():
 
 
 def test_counts_with_no_success_refuse():
-    with pytest.raises(rc.ForecastError, match="no query had a success"):
+    # The thin-data warning comes first, then the refusal.
+    with pytest.warns(RarecastWarning, match="only 0 of 200 queries had any success"), \
+            pytest.raises(rc.ForecastError, match="no query had a success"):
         rc.fit_tail(rc.Scores.from_counts(np.zeros(200), np.full(200, 100)))

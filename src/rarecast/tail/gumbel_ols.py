@@ -46,11 +46,13 @@ class GumbelOLS(TailEstimator):
         j = np.arange(1, self.k + 1)
         y = POSITIONS[self.positions](j, m)
         x = psi_desc[:, : self.k]
-        xc = x - x.mean(axis=1, keepdims=True)
-        sxx = np.sum(xc * xc, axis=1)
+        # A bootstrap row of count data can hold fewer than k queries with any success; the rest of its top
+        # k are p = 0 (psi = -inf) and its line comes out NaN, a replicate with no tail to fit.
         with np.errstate(divide="ignore", invalid="ignore"):
+            xc = x - x.mean(axis=1, keepdims=True)
+            sxx = np.sum(xc * xc, axis=1)
             a = np.sum(xc * (y - y.mean()), axis=1) / sxx
-        b = y.mean() - a * x.mean(axis=1)
+            b = y.mean() - a * x.mean(axis=1)
         return a, b
 
     def fit_sorted(self, psi_desc: np.ndarray) -> TailModel:
