@@ -47,12 +47,15 @@ def test_small_groups_with_similar_prefixes_share_batches():
         return shared, [pack_row(first + i, [7] * shared + [i], [[9]]) for i in range(2)]
 
     groups = [group(40, 0), group(20, 2), group(100, 4), group(30, 6)]
-    sets = prefix_sets(groups, max_prefix_tokens=1000)
+    sets = prefix_sets(groups, max_cache_tokens=1000)
     # By prefix length; a set's longest prefix is at most twice its shortest.
     assert [[shared for shared, _ in s] for s in sets] == [[20, 30, 40], [100]]
-    # The prefixes held at once stay within the cap.
-    assert [[shared for shared, _ in s] for s in prefix_sets(groups, max_prefix_tokens=60)] == [[20, 30], [40], [100]]
-    assert prefix_sets([], max_prefix_tokens=60) == []
+    # Each group's state is (longest prefix + longest suffix) slots: 2 x 31 = 62 fits in 90, 3 x 41 does not.
+    assert [[shared for shared, _ in s] for s in prefix_sets(groups, max_cache_tokens=90)] == [[20, 30], [40], [100]]
+    # A long suffix makes every group's state wide, so fewer groups fit.
+    wide = groups[:1] + [(20, [pack_row(8, [7] * 20 + list(range(40)), [[9]])])]
+    assert len(prefix_sets(wide, max_cache_tokens=90)) == 2
+    assert prefix_sets([], max_cache_tokens=60) == []
 
 
 def test_tail_rows_shift_targets_and_parents():
@@ -71,7 +74,7 @@ def test_prefix_reuse_is_exact_on_the_embedded_model(smollm2_backend):
     # The two system prompts differ in length and share batches: each row's keys must still sit where they
     # would without the other group.
     rows = [backend._pack(i, q, CONTINUATIONS) for i, q in enumerate(QUERIES)]
-    sets = prefix_sets([g for g in prefix_groups(rows) if g[0]], max_prefix_tokens=10_000)
+    sets = prefix_sets([g for g in prefix_groups(rows) if g[0]], max_cache_tokens=10_000)
     assert len(sets) == 1 and len({shared for shared, _ in sets[0]}) == 2
     try:
         backend.prefix_reuse = False

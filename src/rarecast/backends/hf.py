@@ -52,7 +52,7 @@ PASS_OVERHEAD = 1 / 32
 MIN_PREFIX_TOKENS = 16
 # Rows x (prefix + suffix) of one prefix-reuse batch stays within this multiple of the token budget: the
 # prefix's KV cache is copied per row, and this bounds that memory (~0.4 GB for SmolLM2 at 2048 tokens). The
-# prefixes of one set (see prefix_sets) stay within it too: their caches are held while the set is scored.
+# prefix states of one set (see prefix_sets) stay within it too: they are held while the set is scored.
 PREFIX_CACHE_FACTOR = 4
 
 
@@ -234,24 +234,32 @@ def _common_prefix(a: PackedRow, b: PackedRow) -> int:
 
 
 def prefix_sets(
-    groups: list[tuple[int, list[PackedRow]]], max_prefix_tokens: int
+    groups: list[tuple[int, list[PackedRow]]], max_cache_tokens: int
 ) -> list[list[tuple[int, list[PackedRow]]]]:
     """Gather prefix groups (``shared > 0``) into sets whose rows are batched together.
 
     A group of 24 short suffixes fills a tenth of a batch; alone, it pays a whole forward pass of per-op
     overhead and pads every row to its longest. Groups are taken by prefix length, and a set grows while its
     longest prefix is at most twice its shortest (each row's cached keys are padded to the longest prefix of
-    its batch, and attention runs over the padding) and its prefixes total at most ``max_prefix_tokens``
-    (their caches are held while the set is scored). A set of one group is scored as before.
+    its batch, and attention runs over the padding) and while its held caches stay within
+    ``max_cache_tokens`` token slots: every prefix of a set is stored with room for the longest suffix after
+    the longest prefix (see :class:`rarecast.backends.ragged_cache.PrefixStates`). A set of one group is
+    scored as before.
     """
     sets: list[list[tuple[int, list[PackedRow]]]] = []
     for group in sorted(groups, key=lambda g: g[0]):
         current = sets[-1] if sets else None
-        if current and group[0] <= 2 * current[0][0] and sum(s for s, _ in current) + group[0] <= max_prefix_tokens:
+        if current and group[0] <= 2 * current[0][0] and _cache_slots(current + [group]) <= max_cache_tokens:
             current.append(group)
         else:
             sets.append([group])
     return sets
+
+
+def _cache_slots(groups: list[tuple[int, list[PackedRow]]]) -> int:
+    """Token slots a set's prefix states take: one row per group, longest prefix + longest suffix wide."""
+    suffix = max(len(r.input_ids) - shared for shared, rows in groups for r in rows)
+    return len(groups) * (max(shared for shared, _ in groups) + suffix)
 
 
 def allowed_matrix(row: PackedRow) -> np.ndarray:
