@@ -129,14 +129,9 @@ def token_rows(backend, queries, target):
 def naive(backend, queries, target) -> dict:
     """One query at a time; logits for every position, as a first script would do it (tokenizing included)."""
     model = backend.model
-    values = []
     start = time.perf_counter()
     pairs = token_rows(backend, queries, target)
-    with torch.inference_mode():
-        for p, c in pairs:
-            ids = torch.tensor([p + c])
-            logp = torch.log_softmax(model(ids).logits[0].float(), dim=-1)
-            values.append(float(sum(logp[len(p) - 1 + i, t] for i, t in enumerate(c))))
+    values = one_at_a_time(model, pairs, torch.float32)
     seconds = time.perf_counter() - start
     lengths = [len(p) + len(c) for p, c in pairs]
     flops = model_flops(model.config, [(n, n) for n in lengths])  # the head runs at every position
@@ -145,17 +140,22 @@ def naive(backend, queries, target) -> dict:
             "values": values}
 
 
+def one_at_a_time(model, pairs, dtype: torch.dtype) -> list[float]:
+    """log p of each (prompt, target) pair from a full forward pass, logits and log-softmax in ``dtype``."""
+    values = []
+    with torch.inference_mode():
+        for p, c in pairs:
+            logp = torch.log_softmax(model(torch.tensor([p + c])).logits[0].to(dtype), dim=-1)
+            values.append(float(sum(logp[len(p) - 1 + i, t] for i, t in enumerate(c))))
+    return values
+
+
 def fp64_reference(backend, queries, target) -> np.ndarray:
     """log p of ``target`` per query from a float64 copy of the model: the yardstick for fp32 rounding."""
     import copy
 
     model = copy.deepcopy(backend.model).double()
-    values = []
-    with torch.inference_mode():
-        for p, c in token_rows(backend, queries, target):
-            logp = torch.log_softmax(model(torch.tensor([p + c])).logits[0], dim=-1)
-            values.append(float(sum(logp[len(p) - 1 + i, t] for i, t in enumerate(c))))
-    return np.array(values)
+    return np.array(one_at_a_time(model, token_rows(backend, queries, target), torch.float64))
 
 
 def backend_run(backend, queries, targets) -> dict:

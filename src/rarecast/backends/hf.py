@@ -361,20 +361,25 @@ class HFBackend:
 
     def _prefix_states(self, prefixes: list[list[int]], room: int):
         """The KV states of ``prefixes``, run in token-budget batches like any rows."""
-        import torch
-        from torch.nn.attention import SDPBackend, sdpa_kernel
-
         from rarecast.backends.ragged_cache import PrefixStates
 
         states = PrefixStates([len(p) for p in prefixes], room)
         for batch in token_batches([pack_row(g, ids, []) for g, ids in enumerate(prefixes)], self.batch_tokens):
-            ids, pos, mask = self._collate(batch)
-            with torch.inference_mode(), sdpa_kernel(SDPBackend.MATH):
-                states.write([r.query_index for r in batch], _cache_of(self.model.get_decoder()(
-                    input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True
-                )))
+            output = self._decoder(*self._collate(batch), use_cache=True)
+            states.write([r.query_index for r in batch], _cache_of(output))
             self.tokens_processed += sum(len(r.input_ids) for r in batch)
         return states
+
+    def _decoder(self, ids, pos, mask, *, cache=None, use_cache: bool = False):
+        """One pass of the base model (no LM head) over collated rows, continuing ``cache`` when given."""
+        import torch
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+
+        extra = {self._cache_kw: cache, "use_cache": True} if cache is not None else {"use_cache": use_cache}
+        # The math SDPA kernel gives each row the same numbers whatever the padded width of its batch; the
+        # fused CPU kernel splits keys into blocks by width and differs by ~1e-5 nats after 30 layers.
+        with torch.inference_mode(), sdpa_kernel(SDPBackend.MATH):
+            return self.model.get_decoder()(input_ids=ids, attention_mask=mask, position_ids=pos, **extra)
 
     def _pack(self, index: int, query: Query, continuations: Sequence[str]) -> PackedRow:
         prompt_text = render_prompt(self.tokenizer, query)
@@ -391,14 +396,8 @@ class HFBackend:
         import torch
 
         ids, pos, mask = self._collate(batch, prefix_lens)
-        from torch.nn.attention import SDPBackend, sdpa_kernel
-
-        # The math SDPA kernel gives each row the same numbers whatever the padded width of its batch; the
-        # fused CPU kernel splits keys into blocks by width and differs by ~1e-5 nats after 30 layers.
-        with torch.inference_mode(), sdpa_kernel(SDPBackend.MATH):
-            base = self.model.get_decoder()
-            extra = {self._cache_kw: cache, "use_cache": True} if cache is not None else {"use_cache": False}
-            hidden = base(input_ids=ids, attention_mask=mask, position_ids=pos, **extra).last_hidden_state
+        hidden = self._decoder(ids, pos, mask, cache=cache).last_hidden_state
+        with torch.inference_mode():
             where, tokens, cells = self._gather_index(batch, ids.shape[1])
             picked = hidden.reshape(-1, hidden.shape[-1])[where].to(torch.float32)
             logits = _head(picked, self.head_weight)
@@ -424,8 +423,8 @@ class HFBackend:
         allowed = np.zeros((len(batch), width, prefix_len + width), dtype=bool)
         for b, row in enumerate(batch):
             # Right padding: a row's keys sit at the same columns whatever the batch (and whether a prefix is
-            # cached; see rarecast.backends.ragged_cache), so the attention sums run in the same order and results do not
-            # depend on the batch.
+            # cached; see rarecast.backends.ragged_cache), so the attention sums run in the same order and results
+            # do not depend on the batch.
             n = len(row.input_ids)
             ids[b, :n] = row.input_ids
             pos[b, :n] = row.position_ids

@@ -32,12 +32,12 @@ class PrefixStates:
 
     def write(self, prefixes: Sequence[int], cache: Cache) -> None:
         """Store the states of a forward pass over ``prefixes`` (indices into ``lengths``, one per row)."""
+        where = torch.tensor(prefixes, device=cache.layers[0].keys.device)
         for i, layer in enumerate(cache.layers):
             if i == len(self.keys):
                 _, heads, _, dim = layer.keys.shape
                 self.keys.append(layer.keys.new_zeros((len(self.lengths), heads, self.columns, dim)))
                 self.values.append(layer.values.new_zeros((len(self.lengths), heads, self.columns, dim)))
-            where = torch.tensor(prefixes, device=layer.keys.device)
             self.keys[i][where, :, : layer.keys.shape[2]] = layer.keys
             self.values[i][where, :, : layer.values.shape[2]] = layer.values
 
