@@ -547,7 +547,8 @@ def _query_seed(seed: int | None, query_id: str) -> int:
 
 
 def make_backend(spec: str, *, dtype: str = "fp32", device: str | None = None, **opts) -> HFBackend:
-    """Build the backend for ``spec`` (the part after ``hf:``): ``smollm2``, a hub id, or a local path.
+    """Build the backend for ``spec`` (the part after ``hf:``): ``smollm2``, a hub id, a local folder, or a
+    local ``.gguf`` file (de-quantized once into rarecast's cache).
 
     Options: ``dtype`` (``fp32`` default, or ``bf16``), ``device`` (``cpu``/``cuda``; default CUDA when
     available), ``batch_tokens`` (token budget per forward pass; default 2048 on
@@ -562,6 +563,11 @@ def make_backend(spec: str, *, dtype: str = "fp32", device: str | None = None, *
 
         model, tokenizer, revision = load_smollm2(device)
         name = "hf:smollm2"
+    elif spec.endswith(".gguf") and Path(spec).is_file():
+        from rarecast.backends.smollm2 import load_gguf
+
+        model, tokenizer, revision = load_gguf(Path(spec), device)
+        name = f"hf:{Path(spec).name}"
     else:
         model, tokenizer, revision = _load_pretrained(spec, device)
         name = f"hf:{spec}"

