@@ -1,7 +1,8 @@
 """The ``rarecast`` command: a thin layer over the Python API.
 
 Each sub-command lives in its own module and registers itself on :data:`app`. Errors that rarecast raises on
-purpose print as one line and exit with status 2.
+purpose, and usage errors (a missing or unknown option, an unknown command, a bad option value), print as one
+line and exit with status 2.
 """
 
 from __future__ import annotations
@@ -12,28 +13,43 @@ import typer
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Forecast rare language-model behaviors.")
 
+# typer parses with its own copy of click (newer typer) or with the click package (older typer); its public
+# BadParameter comes from whichever it uses, and so do the other exception classes.
+_click = sys.modules[typer.BadParameter.__module__]
+
 
 def main() -> None:
     """Entry point of the ``rarecast`` console script."""
     from rarecast.errors import RarecastError
 
-    # Importing the command modules registers them on `app`.
+    register_commands()
+    try:
+        status = app(standalone_mode=False, prog_name="rarecast")
+    except RarecastError as exc:
+        _fail(str(exc))
+    except getattr(_click, "NoArgsIsHelpError", ()) as exc:  # `rarecast` alone: the help is the answer
+        exc.show()
+        sys.exit(2)
+    except _click.UsageError as exc:
+        where = exc.ctx.command_path if exc.ctx is not None else "rarecast"
+        _fail(f"{exc.format_message().rstrip('.')}; see {where} --help")
+    except _click.ClickException as exc:
+        _fail(exc.format_message())
+    except typer.Abort:
+        sys.exit(130)
+    if isinstance(status, int):  # typer.Exit, and Ctrl-C (130), return their status outside standalone mode
+        sys.exit(status)
+
+
+def register_commands() -> None:
+    """Import the command modules, which register themselves on :data:`app`."""
     from rarecast.cli import forecast  # noqa: F401
     from rarecast.cli import importers  # noqa: F401
     from rarecast.cli import allocate, backtest, export, score  # noqa: F401
     from rarecast.cli import queries, report, run  # noqa: F401
 
-    try:
-        app(standalone_mode=False)
-    except RarecastError as exc:
-        print(f"rarecast: error: {exc}", file=sys.stderr)
-        sys.exit(2)
-    except (typer.Abort, KeyboardInterrupt):
-        sys.exit(130)
-    except Exception as exc:  # click's usage errors carry their own exit code
-        import click
 
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(2)
-        raise
+def _fail(message: str) -> None:
+    """The one error line (whitespace folded, so a message never spans lines), then exit status 2."""
+    print(f"rarecast: error: {' '.join(message.split())}", file=sys.stderr)
+    sys.exit(2)

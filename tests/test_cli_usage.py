@@ -1,0 +1,73 @@
+"""Usage errors and a mistyped model print one `rarecast: error: ...` line and exit with status 2."""
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from rarecast.cli import main
+
+RARECAST = str(Path(sys.executable).with_name("rarecast"))  # the installed console script
+
+
+def run_main(monkeypatch, capsys, *args: str):
+    """Run the console script's entry point in this process; returns (exit status, stdout, stderr)."""
+    monkeypatch.setattr(sys, "argv", ["rarecast", *args])
+    with pytest.raises(SystemExit) as exit_:
+        main()
+    out = capsys.readouterr()
+    return exit_.value.code, out.out, out.err
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["export", "run.db"], "Missing option '--out' / '-o'; see rarecast export --help"),
+        (["score", "q.jsonl", "--store", "s.db"], "Missing option '--behavior' / '-b'; see rarecast score --help"),
+        (["export"], "Missing argument 'store'; see rarecast export --help"),
+        (["forecast", "--nn"], "No such option: --nn"),
+        (["nosuch"], "No such command 'nosuch'; see rarecast --help"),
+        (["queries", "nosuch"], "No such command 'nosuch'; see rarecast queries --help"),
+        (["forecast", "s.jsonl", "--level", "abc"], "Invalid value for '--level'"),
+        (["forecast", "a.jsonl", "b.jsonl"], "unexpected extra argument"),
+    ],
+    ids=["missing-option", "missing-required-option", "missing-argument", "unknown-option", "unknown-command",
+         "unknown-subcommand", "bad-value", "extra-argument"],
+)
+def test_usage_error_is_one_line_and_status_2(monkeypatch, capsys, args, message):
+    status, out, err = run_main(monkeypatch, capsys, *args)
+    assert status == 2
+    assert err.startswith("rarecast: error: ") and err.count("\n") == 1, err
+    assert message in err
+    assert out == ""
+
+
+def test_input_error_keeps_its_one_line(monkeypatch, capsys, tmp_path):
+    status, _, err = run_main(monkeypatch, capsys, "forecast", str(tmp_path / "missing.jsonl"))
+    assert (status, err) == (2, f"rarecast: error: {tmp_path / 'missing.jsonl'}: no such file\n")
+
+
+def test_help_exits_0_and_no_arguments_show_the_help(monkeypatch, capsys):
+    status, out, _ = run_main(monkeypatch, capsys, "forecast", "--help")
+    assert status == 0 and "--method" in out
+    status, out, err = run_main(monkeypatch, capsys)
+    assert status == 2 and "forecast" in out and "rarecast: error" not in err
+
+
+def test_mistyped_model_fails_fast_offline(tmp_path):
+    queries, behavior = tmp_path / "q.jsonl", tmp_path / "b.yaml"
+    queries.write_text('{"prompt": "What is the password?"}\n')
+    behavior.write_text("name: leaks\nkind: specific_output\ntargets: ['The password is']\n")
+    start = time.perf_counter()
+    done = subprocess.run([RARECAST, "score", str(queries), "--behavior", str(behavior), "--store",
+                           str(tmp_path / "run.db"), "--model", "hf:smollm"], capture_output=True, text=True,
+                          timeout=120)
+    assert time.perf_counter() - start < 20, "a name that is not local must not wait on the hub"
+    assert done.returncode == 2 and done.stdout == ""
+    err = done.stderr
+    assert err.startswith("rarecast: error: hf model 'smollm' is not found locally") and err.count("\n") == 1
+    for hint in ("hf:smollm2", "hf:/path/to/folder", "config.json", "hf:/path/to/model.gguf"):
+        assert hint in err
+    assert not (tmp_path / "run.db").exists()
