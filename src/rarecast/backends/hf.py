@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -558,19 +559,20 @@ def make_backend(spec: str, *, dtype: str = "fp32", device: str | None = None, *
     import torch
 
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    if spec in ("smollm2", "default", ""):
-        from rarecast.backends.smollm2 import load_smollm2
+    with _no_loader_progress_bars():
+        if spec in ("smollm2", "default", ""):
+            from rarecast.backends.smollm2 import load_smollm2
 
-        model, tokenizer, revision = load_smollm2(device)
-        name = "hf:smollm2"
-    elif spec.endswith(".gguf") and Path(spec).is_file():
-        from rarecast.backends.smollm2 import load_gguf
+            model, tokenizer, revision = load_smollm2(device)
+            name = "hf:smollm2"
+        elif spec.endswith(".gguf") and Path(spec).is_file():
+            from rarecast.backends.smollm2 import load_gguf
 
-        model, tokenizer, revision = load_gguf(Path(spec), device)
-        name = f"hf:{Path(spec).name}"
-    else:
-        model, tokenizer, revision = _load_pretrained(spec, device)
-        name = f"hf:{spec}"
+            model, tokenizer, revision = load_gguf(Path(spec), device)
+            name = f"hf:{Path(spec).name}"
+        else:
+            model, tokenizer, revision = _load_pretrained(spec, device)
+            name = f"hf:{spec}"
     allowed = {"batch_tokens", "prefix_reuse"}
     unknown = set(opts) - allowed
     if unknown:
@@ -580,14 +582,37 @@ def make_backend(spec: str, *, dtype: str = "fp32", device: str | None = None, *
     return HFBackend(model, tokenizer, model_id=name, revision=revision, dtype=dtype, **opts)
 
 
+@contextmanager
+def _no_loader_progress_bars():
+    """Hide transformers' own bars ("Loading weights") while a model loads: they would break into rarecast's
+    output. The caller's setting comes back afterwards."""
+    from transformers.utils import logging
+
+    was_enabled = logging.is_progress_bar_enabled()
+    logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            logging.enable_progress_bar()
+
+
 def _load_pretrained(spec: str, device: str):
+    """A local folder, or a hub id already in the Hugging Face cache. Local files only: a mistyped name would
+    otherwise spend about a minute retrying a hub that rarecast never downloads from."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     try:
-        tokenizer = AutoTokenizer.from_pretrained(spec)
-        model = AutoModelForCausalLM.from_pretrained(spec, dtype="float32").to(device)
+        tokenizer = AutoTokenizer.from_pretrained(spec, local_files_only=True)
+        model = AutoModelForCausalLM.from_pretrained(spec, dtype="float32", local_files_only=True).to(device)
     except OSError as exc:
-        raise InputError(f"cannot load hf model {spec!r}: {exc}") from exc
+        if Path(spec).exists():
+            raise InputError(f"cannot load hf model {spec!r}: {exc}") from exc
+        raise InputError(
+            f"hf model {spec!r} is not found locally (neither a folder nor in the Hugging Face cache; rarecast "
+            "does not download models). The embedded model is hf:smollm2; for another, point at a local folder "
+            "with config.json and weights (hf:/path/to/folder) or at a GGUF file (hf:/path/to/model.gguf)"
+        ) from None
     return model.eval(), tokenizer, _revision(spec, model)
 
 
