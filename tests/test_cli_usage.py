@@ -1,12 +1,15 @@
-"""Usage errors and a mistyped model print one `rarecast: error: ...` line and exit with status 2."""
+"""The command line's edges: usage errors and a mistyped model print one `rarecast: error: ...` line and exit
+with status 2; `--no-progress` hides only the live bar."""
 
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from rarecast.backends import register_backend
 from rarecast.cli import main
 
 RARECAST = str(Path(sys.executable).with_name("rarecast"))  # the installed console script
@@ -15,10 +18,13 @@ RARECAST = str(Path(sys.executable).with_name("rarecast"))  # the installed cons
 def run_main(monkeypatch, capsys, *args: str):
     """Run the console script's entry point in this process; returns (exit status, stdout, stderr)."""
     monkeypatch.setattr(sys, "argv", ["rarecast", *args])
-    with pytest.raises(SystemExit) as exit_:
+    try:
         main()
+        status = 0
+    except SystemExit as exc:
+        status = exc.code
     out = capsys.readouterr()
-    return exit_.value.code, out.out, out.err
+    return status, out.out, out.err
 
 
 @pytest.mark.parametrize(
@@ -71,3 +77,24 @@ def test_mistyped_model_fails_fast_offline(tmp_path):
     for hint in ("hf:smollm2", "hf:/path/to/folder", "config.json", "hf:/path/to/model.gguf"):
         assert hint in err
     assert not (tmp_path / "run.db").exists()
+
+
+class ConstantBackend:
+    """Every continuation has probability 1/2; enough to run `rarecast score` without a model."""
+
+    model_id, revision = "const:half", "none"
+
+    def continuation_logprobs(self, queries, continuations, *, temperature=1.0):
+        return np.full((len(queries), len(continuations)), np.log(0.5))
+
+
+def test_no_progress_keeps_the_end_of_run_summary(monkeypatch, capsys, tmp_path):
+    register_backend("const", lambda spec, **opts: ConstantBackend())
+    queries, behavior = tmp_path / "q.jsonl", tmp_path / "b.yaml"
+    queries.write_text('{"prompt": "a"}\n{"prompt": "b"}\n')
+    behavior.write_text("name: says-yes\nkind: specific_output\ntargets: ['Yes']\n")
+    status, _, err = run_main(monkeypatch, capsys, "score", str(queries), "--behavior", str(behavior), "--store",
+                              str(tmp_path / "run.db"), "--model", "const:half", "--no-progress")
+    assert status == 0
+    assert "rarecast score: says-yes on const:half" in err and "scored / failed" in err
+    assert "q/s" not in err  # the live bar's rate column

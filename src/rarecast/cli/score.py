@@ -22,7 +22,8 @@ def score_command(
     ),
     chunk_size: Optional[int] = typer.Option(None, "--chunk-size", help="Queries per committed chunk."),
     device: Optional[str] = typer.Option(None, "--device", help="hf backend device: cpu or cuda."),
-    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar and summary."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a live progress bar; the "
+                                  "end-of-run summary is printed either way (except with --engine ray)."),
     engine: str = typer.Option("local", "--engine", help="local (this process) or ray (Ray Data actors)."),
     address: Optional[str] = typer.Option(None, "--address", help="Ray cluster address; default: a local Ray."),
     workers: int = typer.Option(2, "--workers", help="Ray scorer actors (one model each)."),
@@ -38,8 +39,8 @@ def score_command(
     from rarecast.backends import get_backend
     from rarecast.errors import InputError
     from rarecast.queries import load_queries
-    from rarecast.scoring import score
-    from rarecast.store import Store, check_store_file
+    from rarecast.scoring import print_summary, score
+    from rarecast.store import Store, check_store_file, run_key
 
     # Read and check every input before touching the store or loading a model: bad input writes nothing.
     qs = load_queries(queries)
@@ -73,7 +74,10 @@ def score_command(
 
             score_adaptive(qs, backend, beh, st, plan, chunk_size=chunk_size or 8)
         else:
-            score(qs, backend, beh, st, batch_tokens=batch_tokens, chunk_size=chunk_size, progress=progress)
+            summary = score(qs, backend, beh, st, batch_tokens=batch_tokens, chunk_size=chunk_size,
+                            progress=progress)
+            if not progress:  # score() prints its summary only beside the bar; --no-progress hides the bar only
+                print_summary(summary, run_key(backend, beh), st)
 
 
 def _adaptive_plan(behavior, first: int, confidence: float):
