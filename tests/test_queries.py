@@ -34,6 +34,12 @@ def test_jsonl_messages_prompt_and_default_ids(tmp_path):
     assert qs[1] == Query(id=stable_id(prompt="plain text"), prompt="plain text")
 
 
+def test_jsonl_system_and_user_keys(tmp_path):
+    qs = load_queries(write(tmp_path, "q.jsonl", '{"system": "Be kind.", "user": "Hi"}\n{"user": "Alone"}\n'))
+    assert qs[0].messages == ({"role": "system", "content": "Be kind."}, {"role": "user", "content": "Hi"})
+    assert qs[1].messages == ({"role": "user", "content": "Alone"},)
+
+
 def test_csv_prompt_and_system_user_columns(tmp_path):
     qs = load_queries(write(tmp_path, "q.csv", "id,prompt\n1,hello\n2,\"a, quoted prompt\"\n"))
     assert [(q.id, q.prompt) for q in qs] == [("1", "hello"), ("2", "a, quoted prompt")]
@@ -63,6 +69,9 @@ def test_parquet_and_text(tmp_path):
         ("dup_auto.txt", "same\nother\nsame\n", 3, "duplicate"),
         ("nocol.csv", "id,text\n1,hello\n", 1, "'prompt' column"),
         ("notobj.jsonl", '{"prompt": "ok"}\n[1, 2]\n', 2, "JSON object"),
+        ("array.json", '\n[\n  {"prompt": "a"},\n  {"prompt": "b"}\n]\n', 2,
+         "queries files are JSON Lines (one JSON object per line); this looks like a JSON array"),
+        ("array.jsonl", '\ufeff[{"prompt": "a"}]\n', 1, "this looks like a JSON array"),
     ],
 )
 def test_bad_files_name_file_and_row(tmp_path, name, content, row, words):

@@ -34,24 +34,28 @@ ROLES = ("system", "user", "assistant")
 def load_queries(path) -> list[Query]:
     """Read queries from a ``.jsonl``, ``.csv``, ``.parquet`` or ``.txt`` file (chosen by extension).
 
-    * JSONL: one object a line, ``{"id": ..., "messages": [{"role": ..., "content": ...}, ...]}`` or
-      ``{"id": ..., "prompt": "..."}``; ``id`` is optional (a stable content hash is used), other keys are
-      kept as metadata. Blank lines are skipped.
+    * JSONL (also ``.ndjson`` and ``.json``): one object a line, ``{"id": ..., "messages": [{"role": ...,
+      "content": ...}, ...]}``, ``{"id": ..., "prompt": "..."}`` or ``{"id": ..., "user": "...", "system":
+      "..."}`` (``system`` optional); ``id`` is optional (a stable content hash is used), other keys are kept
+      as metadata. Blank lines are skipped.
     * CSV / Parquet: a ``prompt`` column, or ``user`` with an optional ``system`` column; optional ``id``
       (Parquet may also hold a ``messages`` column of role/content records).
     * Text (any other extension): one prompt per non-blank line.
 
     Raises :class:`~rarecast.errors.InputError` naming the file and row for bad JSON, missing or conflicting
-    fields, duplicate ids, text that is not UTF-8, or a file with no queries.
+    fields, duplicate ids, text that is not UTF-8, a JSON array instead of JSON Lines, or a file with no
+    queries.
     """
     from pathlib import Path
 
     from rarecast.errors import InputError
-    from rarecast.tables import columns_of, read_rows
+    from rarecast.tables import JSONL_SUFFIXES, columns_of, read_rows
 
     p = Path(path)
     if not p.is_file():
         raise InputError("no such file", file=str(p))
+    if p.suffix.lower() in JSONL_SUFFIXES:
+        _check_not_json_array(p)
     columns = columns_of(p)
     if columns is not None:
         _check_columns(columns, str(p))
@@ -60,6 +64,22 @@ def load_queries(path) -> list[Query]:
     if not queries:
         raise InputError("no queries in the file", file=str(p))
     return queries
+
+
+def _check_not_json_array(path) -> None:
+    """Many tools write a ``.json`` file as one array; read as JSON Lines it would fail with a bare "bad JSON"
+    on its first line, so say what the file is and how to convert it."""
+    from rarecast.errors import InputError
+
+    with open(path, "rb") as fh:
+        head = fh.read(4096).removeprefix(b"\xef\xbb\xbf")
+    body = head.lstrip()
+    if body.startswith(b"["):
+        raise InputError(
+            "queries files are JSON Lines (one JSON object per line); this looks like a JSON array "
+            "(convert it with: jq -c '.[]' FILE.json > FILE.jsonl)",
+            file=str(path), row=head[: len(head) - len(body)].count(b"\n") + 1,
+        )
 
 
 def _check_columns(columns, file: str) -> None:
