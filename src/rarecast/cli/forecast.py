@@ -12,11 +12,9 @@ from rich.table import Table
 
 from rarecast.cli import app
 from rarecast.forecast import DEFAULT_N, DEFAULT_TAU, forecast_result
+from rarecast.report.wording import RISK_LABELS
 from rarecast.score_files import read_scores
 from rarecast.tail import methods
-
-_RISK_LABEL = {"worst_query_risk": "worst-query risk", "behavior_frequency": "behavior frequency",
-               "aggregate_risk": "aggregate risk"}
 
 
 def _k(value: Optional[str]):
@@ -56,7 +54,7 @@ def print_forecast(result: dict, console: Console) -> None:
         table.add_column(col, justify="left" if col == "risk" else "right")
     for row in result["forecasts"]:
         at = f"tau = {row['tau']:g}" if "tau" in row else f"n = {row['n']:.3g}"
-        table.add_row(_RISK_LABEL[row["risk"]], at, f"{row['forecast']:.3g}",
+        table.add_row(RISK_LABELS[row["risk"]], at, f"{row['forecast']:.3g}",
                       f"{row['low']:.3g} to {row['high']:.3g}")
     console.print(table)
     d = result["diagnostics"]

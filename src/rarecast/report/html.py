@@ -14,9 +14,9 @@ from typing import Any, Mapping
 import numpy as np
 
 from rarecast.queries import Query
+from rarecast.report.wording import (ELICITATION, LOWER_BOUND, RISK_DEFINITIONS, RISK_LABELS,
+                                     diagnostics_in_words, headlines)
 
-RISK_LABELS = {"worst_query_risk": "worst-query risk", "behavior_frequency": "behavior frequency",
-               "aggregate_risk": "aggregate risk"}
 RISKIEST = 20
 
 
@@ -38,18 +38,29 @@ def context(result: dict, fit, queries: Mapping[str, Query], plots: Mapping[str,
     prov = result.get("provenance", {})
     level = result["forecasts"][0]["level"] if result["forecasts"] else 0.9
     title = prov.get("experiment") or prov.get("behavior") or "forecast"
+    riskiest_rows, shared_system = riskiest(fit.scores, queries)
+    by_risk = headlines(result["forecasts"])
+    specific_output = (prov.get("behavior_spec") or {}).get("kind") == "specific_output"
     return {
         "title": title,
         "summary_line": f"{prov.get('behavior', '?')} on {prov.get('model', '?')}: {result['method']} tail fit "
                         f"of {result['m']} {result['kind']} scores; rarecast {result.get('rarecast_version', '?')}",
         "m": result["m"],
         "level_pct": f"{level:.0%}",
+        "elicitation": ELICITATION,
+        "headlines": [{"label": RISK_LABELS[risk], "definition": RISK_DEFINITIONS[risk], "sentences": sentences}
+                      for risk, sentences in by_risk.items()],
+        "lower_bound": LOWER_BOUND if specific_output else None,
         "plots": {name: base64.b64encode(png).decode("ascii") for name, png in plots.items()},
         "forecasts": [_forecast_row(r) for r in result["forecasts"]],
         "warnings": list(result.get("warnings", [])),
-        "riskiest": riskiest(fit.scores, queries),
-        "diagnostics": _pairs({k: v for k, v in result["diagnostics"].items() if k != "warnings"}),
-        "provenance": _pairs({**prov, "method": result["method"], "params": result.get("params"),
+        "riskiest": riskiest_rows,
+        "shared_system": shared_system,
+        "diagnostics": diagnostics_in_words(result["diagnostics"], result["kind"]),
+        # A store's row count is called n there; here n is a deployment size, so the evaluation size is m.
+        "provenance": _pairs({"evaluation queries (m)": result["m"],
+                              **{k: v for k, v in prov.items() if k != "n"}, "method": result["method"],
+                              "params": result.get("params"),
                               "rarecast_version (report)": result.get("rarecast_version")}),
     }
 
@@ -60,17 +71,30 @@ def _forecast_row(row: dict) -> dict[str, str]:
             "interval": f"{row['low']:.3g} to {row['high']:.3g}"}
 
 
-def riskiest(scores, queries: Mapping[str, Query], limit: int = RISKIEST) -> list[dict[str, Any]]:
-    """The ``limit`` evaluation queries with the largest probability, with their texts where known."""
+def riskiest(scores, queries: Mapping[str, Query],
+             limit: int = RISKIEST) -> tuple[list[dict[str, Any]], str | None]:
+    """The ``limit`` evaluation queries with the largest probability, with their texts where known, and the
+    system prompt they all open with (``None`` unless they all share one), which the rows then leave out."""
     from rarecast.report.plots import probabilities
 
     p = probabilities(scores)
     ids = scores.ids or tuple(str(i + 1) for i in range(scores.m))
+    top = np.argsort(-p, kind="stable")[:limit]
+    systems = {_system_prompt(queries.get(ids[i])) for i in top}
+    shared = systems.pop() if len(systems) == 1 else None
     out = []
-    for rank, i in enumerate(np.argsort(-p, kind="stable")[:limit], start=1):
+    for rank, i in enumerate(top, start=1):
         label = f"{p[i]:.3g}" if scores.kind == "exact" else f"{p[i]:.3g} ({scores.successes[i]}/{scores.trials[i]})"
-        out.append({"rank": rank, "p": label, "parts": _parts(ids[i], queries.get(ids[i]))})
-    return out
+        parts = _parts(ids[i], queries.get(ids[i]))
+        out.append({"rank": rank, "p": label, "parts": parts[1:] if shared is not None else parts})
+    return out, shared
+
+
+def _system_prompt(query: Query | None) -> str | None:
+    """The system prompt a chat query opens with, if any."""
+    if query is None or not query.messages or query.messages[0]["role"] != "system":
+        return None
+    return query.messages[0]["content"]
 
 
 def _parts(qid: str, query: Query | None) -> list[dict[str, str]]:
