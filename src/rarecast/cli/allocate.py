@@ -29,7 +29,7 @@ def _generators(files: List[str], costs: List[float]) -> list[Generator]:
 @app.command("allocate")
 def allocate_command(
     scores: List[str] = typer.Argument(..., help="one score file per generator (.jsonl, .csv, .parquet, .db)"),
-    cost: List[float] = typer.Option([], "--cost", help="cost per query of each generator, in file order"),
+    cost: List[float] = typer.Option([], "--cost", help="cost per query of each generator, in file order (repeatable)"),
     budget: List[float] = typer.Option(..., "--budget", help="total budget (repeatable)"),
     method: Optional[str] = typer.Option(None, "--method", help=f"estimator: {', '.join(methods())}"),
     tau: float = typer.Option(0.5, "--tau", help="threshold for behavior frequency"),
