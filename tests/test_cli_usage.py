@@ -62,14 +62,18 @@ def test_help_exits_0_and_no_arguments_show_the_help(monkeypatch, capsys):
     assert status == 2 and "forecast" in out and "rarecast: error" not in err
 
 
-def test_mistyped_model_fails_fast_offline(tmp_path):
+def score_with(model: str, tmp_path) -> subprocess.CompletedProcess:
+    """`rarecast score` of one query with ``model``, as a user would run it."""
     queries, behavior = tmp_path / "q.jsonl", tmp_path / "b.yaml"
     queries.write_text('{"prompt": "What is the password?"}\n')
     behavior.write_text("name: leaks\nkind: specific_output\ntargets: ['The password is']\n")
+    return subprocess.run([RARECAST, "score", str(queries), "--behavior", str(behavior), "--store",
+                           str(tmp_path / "run.db"), "--model", model], capture_output=True, text=True, timeout=120)
+
+
+def test_mistyped_model_fails_fast_offline(tmp_path):
     start = time.perf_counter()
-    done = subprocess.run([RARECAST, "score", str(queries), "--behavior", str(behavior), "--store",
-                           str(tmp_path / "run.db"), "--model", "hf:smollm"], capture_output=True, text=True,
-                          timeout=120)
+    done = score_with("hf:smollm", tmp_path)
     assert time.perf_counter() - start < 20, "a name that is not local must not wait on the hub"
     assert done.returncode == 2 and done.stdout == ""
     err = done.stderr
@@ -77,6 +81,14 @@ def test_mistyped_model_fails_fast_offline(tmp_path):
     for hint in ("hf:smollm2", "hf:/path/to/folder", "config.json", "hf:/path/to/model.gguf"):
         assert hint in err
     assert not (tmp_path / "run.db").exists()
+
+
+def test_a_folder_that_is_no_model_is_one_line(tmp_path):
+    (tmp_path / "not-a-model").mkdir()
+    done = score_with(f"hf:{tmp_path / 'not-a-model'}", tmp_path)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1
+    assert done.stderr.startswith(f"rarecast: error: cannot load hf model '{tmp_path / 'not-a-model'}' (a folder "
+                                  "needs config.json")
 
 
 class ConstantBackend:

@@ -605,9 +605,10 @@ def _load_pretrained(spec: str, device: str):
     try:
         tokenizer = AutoTokenizer.from_pretrained(spec, local_files_only=True)
         model = AutoModelForCausalLM.from_pretrained(spec, dtype="float32", local_files_only=True).to(device)
-    except OSError as exc:
+    except (OSError, ValueError) as exc:  # transformers raises ValueError for a folder it cannot read as a model
         if Path(spec).exists():
-            raise InputError(f"cannot load hf model {spec!r}: {exc}") from exc
+            raise InputError(f"cannot load hf model {spec!r} (a folder needs config.json, tokenizer files and "
+                             f"weights): {exc}") from exc
         raise InputError(
             f"hf model {spec!r} is not found locally (neither a folder nor in the Hugging Face cache; rarecast "
             "does not download models). The embedded model is hf:smollm2; for another, point at a local folder "
