@@ -11,7 +11,8 @@ Speed: estimators whose ``fit_sorted`` fits many rows at once get every trial's 
 ``(trials, m)`` call. Intervals (for coverage) need replicate fits per trial; they run through the public
 :class:`~rarecast.forecast.Fit` with ``n_draws`` draws each (default 100, fewer than a forecast's 1000: a 90%
 interval's ends move by a few percent of its width, which does not change coverage at the precision 500
-trials give; ``n_draws=0`` skips intervals and reports coverage as NaN). Estimators that fit one sample at a
+trials give; ``n_draws=0`` skips intervals and reports coverage as NaN, for the estimators whose point
+forecasts need no draws). Estimators that fit one sample at a
 time (gpd-bayes, binomial) are looped, trial by trial.
 """
 
@@ -24,7 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from rarecast.errors import ForecastError, InputError
-from rarecast.forecast import Fit, fit_tail
+from rarecast.forecast import MIN_DRAWS, Fit, fit_tail
 from rarecast.risks import RISKS, check_argument
 from rarecast.scores import Scores, psi_from_logp
 from rarecast.tail import PsiDistribution, TailEstimator, make_estimator
@@ -223,7 +224,10 @@ def backtest(logp, methods: Sequence[str], m: Sequence[int], n: Sequence[float],
     splits = draw_splits(pool, max(ms), ns, trials, tau, np.random.default_rng(seed))
     cells, seconds = [], {}
     for method in methods:
-        make_estimator(method, **(params or {}))  # a bad name or parameter fails before any work
+        estimator = make_estimator(method, **(params or {}))  # a bad name or parameter fails before any work
+        if n_draws < MIN_DRAWS and any(estimator.point_rule(r) for r in RISK_NAMES):
+            raise InputError(f"method {method!r} forecasts from its draws, so it needs n_draws >= {MIN_DRAWS} "
+                             f"(--draws), got {n_draws}")
         start = time.perf_counter()
         for mm in ms:
             cells += _cells(method, splits, mm, tau, level, n_draws, seed, params or {})

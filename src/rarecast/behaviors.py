@@ -302,7 +302,7 @@ def _from_spec(spec: dict, file: str | None) -> Behavior:
     name, kind = spec.pop("name", None), spec.pop("kind", None)
     if not isinstance(name, str) or not name:
         raise InputError("a behavior needs a 'name' (a non-empty string)", file=file)
-    if kind not in KINDS:
+    if not isinstance(kind, str) or kind not in KINDS:
         raise InputError(f"'kind' must be one of {sorted(KINDS)}, got {kind!r}", file=file)
     unknown = set(spec) - _FIELDS[kind]
     if unknown:

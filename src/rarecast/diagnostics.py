@@ -46,10 +46,10 @@ class Diagnostics:
 def diagnose(fit: "Fit") -> Diagnostics:
     """Compute :class:`Diagnostics` for a fit (exact scores get tail tests; counts get success counts)."""
     est, scores = fit.estimator, fit.scores
-    diag = Diagnostics(method=fit.method, m=scores.m, params=est.params(), tail_decays=True)
     model = fit.model
+    diag = Diagnostics(method=fit.method, m=scores.m, params=est.params(), tail_decays=bool(model.decays()[0]))
     if hasattr(model, "sigma"):
-        # a mixture tail (posterior predictive) reports its posterior means
+        # a mixture tail reports its mixture means
         diag.tail_scale = float(np.sum(model.mix[0] * model.sigma[0]))
         diag.tail_shape = float(np.sum(model.mix[0] * model.xi[0]))
     if scores.kind == "exact":
@@ -83,10 +83,19 @@ def _exact_checks(fit: "Fit", diag: Diagnostics) -> None:
     if excess.max() > 0:
         diag.shape_test_pvalue = float(shape_test_pvalue(excess)[0])
         if diag.shape_test_pvalue < 0.05:
+            advice = "" if fit.method == "gpd" else (
+                "; compare the gpd method, which fits the shape freely (CLI: --method gpd; Python: method='gpd')")
             diag.warnings.append(
                 f"the tail's shape differs from the Gumbel-tail assumption (GPD test p = "
-                f"{diag.shape_test_pvalue:.3f}); compare method='gpd'"
+                f"{diag.shape_test_pvalue:.3f}){advice}"
             )
+    far = worst_query_risk(fit.model, np.array([1e2, 1e4]) * len(psi))[0]
+    top_p = float(np.exp(logp.max()))
+    if np.allclose(far, top_p, rtol=1e-6):
+        diag.warnings.append(
+            f"the fitted tail ends at the largest observed score (a bounded tail), so the forecast is pinned at "
+            f"the observed maximum p = {top_p:.3g} at every n: it cannot exceed what the evaluation saw"
+        )
     y = digamma(np.arange(1, k + 1)) - digamma(len(psi) + 1)
     diag.tail_r2 = float(np.corrcoef(top[:k], y)[0, 1] ** 2) if np.ptp(top[:k]) > 0 else None
 

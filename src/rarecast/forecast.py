@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass, field
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from rarecast.diagnostics import Diagnostics, diagnose
 from rarecast.errors import ForecastError, RarecastWarning
-from rarecast.risks import RISKS, check_argument
-from rarecast.scores import Scores
+from rarecast.risks import RISKS, check_argument, max_quantile_psi
+from rarecast.scores import Scores, p_from_psi
 from rarecast.tail import DEFAULT_COUNTS, DEFAULT_EXACT, TailEstimator, make_estimator
 from rarecast.tail.base import PsiDistribution
 
@@ -18,6 +19,8 @@ from rarecast.tail.base import PsiDistribution
 #: Deployment sizes and thresholds reported when none are asked for.
 DEFAULT_N = (1e4, 1e6, 1e9)
 DEFAULT_TAU = (0.5,)
+#: Fewest replicate fits behind an interval or a predictive forecast.
+MIN_DRAWS = 20
 
 
 def _as_scores(data) -> Scores:
@@ -47,31 +50,48 @@ class Fit:
     seed: int = 0
     _draws: PsiDistribution | None = field(default=None, repr=False)
 
-    def forecast(self, risk: str, x):
-        """Point forecast of ``risk`` ("worst_query_risk", "behavior_frequency", "aggregate_risk") at x."""
+    def forecast(self, risk: str, x, quantile: float | None = None):
+        """Point forecast of ``risk`` ("worst_query_risk", "behavior_frequency", "aggregate_risk") at x.
+
+        A number q in (0, 1) gives the q-quantile of the forecast's predictive distribution: for worst-query
+        risk, of the largest p among n deployment queries (q = 0.75 errs on the safe side three times in
+        four when the fit is calibrated); for the other two, of their distribution over the draws. With
+        ``quantile=None`` the estimator's own rule applies: the predictive median (the default estimators,
+        whose three risks so come from one set of draws), or a plug-in forecast from the point fit (the
+        paper's estimators, as published).
+        """
         arr = check_argument(risk, x)
-        rule = self.estimator.point_rule(risk)
-        if rule is None:
+        if quantile is not None:
+            check_quantile(quantile)
+            if risk == "worst_query_risk":
+                return _shaped(p_from_psi(max_quantile_psi(self.draws(), arr, quantile)), x)
+            return _shaped(np.nanquantile(RISKS[risk](self.draws(), arr), quantile, axis=0), x)
+        if self.estimator.point_rule(risk) is None:
             return _shaped(RISKS[risk](self.model, arr)[0], x)
-        values = RISKS[risk](self.draws(), arr)
-        point = np.nanmean(values, axis=0) if rule == "mean" else np.nanquantile(values, rule, axis=0)
-        return _shaped(point, x)
+        return self.forecast(risk, x, 0.5)
 
-    def worst_query_risk(self, n):
-        """Forecast of the largest elicitation probability among n deployment queries."""
-        return self.forecast("worst_query_risk", n)
+    def worst_query_risk(self, n, quantile: float | None = None):
+        """Forecast of the largest elicitation probability among n deployment queries.
 
-    def behavior_frequency(self, tau):
+        ``quantile`` picks a point of its predictive distribution (e.g. 0.75 for a conservative forecast);
+        see :meth:`forecast`.
+        """
+        return self.forecast("worst_query_risk", n, quantile)
+
+    def behavior_frequency(self, tau, quantile: float | None = None):
         """Forecast fraction of deployment queries whose elicitation probability exceeds tau."""
-        return self.forecast("behavior_frequency", tau)
+        return self.forecast("behavior_frequency", tau, quantile)
 
-    def aggregate_risk(self, n):
+    def aggregate_risk(self, n, quantile: float | None = None):
         """Forecast probability that at least one of n single-sample outputs shows the behavior."""
-        return self.forecast("aggregate_risk", n)
+        return self.forecast("aggregate_risk", n, quantile)
 
     def draws(self) -> PsiDistribution:
         """Replicate fits (bootstrap or posterior, by estimator) behind the intervals; cached."""
         if self._draws is None:
+            if self.n_draws < MIN_DRAWS:
+                raise ForecastError(f"n_draws = {self.n_draws} is too few for intervals or for the forecasts of "
+                                    f"method {self.method!r}, which come from its draws; use n_draws >= {MIN_DRAWS}")
             rng = np.random.default_rng(self.seed)
             draws = self.estimator.draws(self.scores, self.n_draws, rng)
             self._draws = draws.take(_usable(draws))
@@ -79,40 +99,62 @@ class Fit:
                 raise ForecastError("too few resampled fits succeeded for an interval; score more queries")
         return self._draws
 
-    def interval(self, risk: str, x, level: float = 0.9):
-        """Equal-tailed ``level`` interval for ``risk`` at x, as (low, high) of the input's shape."""
-        if not 0 < level < 1:
-            raise ForecastError(f"level must lie strictly between 0 and 1, got {level!r}")
+    def interval(self, risk: str, x, level: float = 0.9) -> ConfidenceInterval:
+        """Equal-tailed ``level`` interval for ``risk`` at x, as a named (low, high) pair of the input's shape.
+
+        For worst-query risk it is the predictive interval of the largest p among n deployment queries, the
+        quantity a deployment meets; for the other two, the interval of the risk over the draws.
+        """
+        check_quantile(level, "level")
         arr = check_argument(risk, x)
-        values = RISKS[risk](self.draws(), arr)
         alpha = (1 - level) / 2
-        low, high = np.nanquantile(values, [alpha, 1 - alpha], axis=0)
-        return _shaped(low, x), _shaped(high, x)
+        if risk == "worst_query_risk":
+            low, high = (p_from_psi(max_quantile_psi(self.draws(), arr, q)) for q in (alpha, 1 - alpha))
+        else:
+            low, high = np.nanquantile(RISKS[risk](self.draws(), arr), [alpha, 1 - alpha], axis=0)
+        return ConfidenceInterval(_shaped(low, x), _shaped(high, x))
 
     def diagnostics(self) -> Diagnostics:
         """Checks of the fit: tail decay, goodness of fit, stability over k, ties and floors."""
         return diagnose(self)
 
-    def summary(self, n=(1e4, 1e6), tau=(0.5,), level: float = 0.9) -> dict:
-        """Everything a report needs as plain data: forecasts with intervals at each n and tau, diagnostics."""
+    def summary(self, n=(1e4, 1e6), tau=(0.5,), level: float = 0.9, quantile: float | None = None) -> dict:
+        """Everything a report needs as plain data: forecasts with intervals at each n and tau, diagnostics.
+
+        ``quantile`` chooses the point forecasts as in :meth:`forecast` (None: the estimator's own rule)."""
         rows = []
         for risk, xs, key in [("worst_query_risk", n, "n"), ("behavior_frequency", tau, "tau"),
                               ("aggregate_risk", n, "n")]:
             xs = np.atleast_1d(np.asarray(xs, dtype=float))
             if xs.size == 0:
                 continue
-            point = np.atleast_1d(self.forecast(risk, xs))
+            point = np.atleast_1d(self.forecast(risk, xs, quantile))
             low, high = (np.atleast_1d(v) for v in self.interval(risk, xs, level))
             rows += [{"risk": risk, key: float(x), "forecast": float(f), "low": float(lo), "high": float(hi),
                       "level": level} for x, f, lo, hi in zip(xs, point, low, high)]
         return {
             "method": self.method,
+            "quantile": quantile,
             "params": self.estimator.params(),
             "m": self.scores.m,
             "kind": self.scores.kind,
             "forecasts": rows,
             "diagnostics": self.diagnostics().to_dict(),
         }
+
+
+class ConfidenceInterval(NamedTuple):
+    """An interval's ends; unpacks as ``(low, high)`` (scipy's ``ConfidenceInterval``)."""
+
+    low: Any
+    high: Any
+
+
+def check_quantile(q, name: str = "quantile") -> float:
+    """A probability strictly between 0 and 1, or a ForecastError naming the argument."""
+    if isinstance(q, bool) or not isinstance(q, (int, float, np.floating)) or not 0 < q < 1:
+        raise ForecastError(f"{name} must lie strictly between 0 and 1, got {q!r}")
+    return float(q)
 
 
 def _usable(draws: PsiDistribution) -> np.ndarray:
@@ -148,7 +190,7 @@ def fit_tail(data, method: str | None = None, *, n_draws: int = 1000, seed: int 
 
 
 def forecast_result(scores, provenance: dict, *, n=DEFAULT_N, tau=DEFAULT_TAU, method: str | None = None,
-                    level: float = 0.9, **params) -> tuple[Fit, dict]:
+                    level: float = 0.9, quantile: float | None = None, **params) -> tuple[Fit, dict]:
     """Fit the tail and return ``(fit, result)``: :meth:`Fit.summary` plus warnings, provenance and version.
 
     This is what the CLI prints, ``rarecast run`` writes to forecast.json, and the report shows. Warnings
@@ -159,7 +201,7 @@ def forecast_result(scores, provenance: dict, *, n=DEFAULT_N, tau=DEFAULT_TAU, m
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", RarecastWarning)
         fit = fit_tail(scores, method=method, **params)
-        result = fit.summary(n=list(n), tau=list(tau), level=level)
+        result = fit.summary(n=list(n), tau=list(tau), level=level, quantile=quantile)
     result["warnings"] = [str(w.message) for w in caught] + result["diagnostics"]["warnings"]
     result.update(provenance=provenance, rarecast_version=__version__)
     return fit, result

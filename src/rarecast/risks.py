@@ -27,6 +27,31 @@ def aggregate_risk(model: PsiDistribution, n: np.ndarray) -> np.ndarray:
     return -np.expm1(n[None, :] * log_keep[:, None])
 
 
+def max_quantile_psi(model: PsiDistribution, n: np.ndarray, q: np.ndarray, iters: int = 40) -> np.ndarray:
+    """psi that the largest of n deployment queries stays below with probability q; shape (len(n),).
+
+    The replicates of ``model`` are mixed with equal weight into one predictive distribution of the
+    deployment, so P(max <= x) = mean_r (1 - S_r(x))^n: the randomness of the maximum itself and the
+    uncertainty of the fit are both in it. Solved by bisection between the replicates' own quantiles, which
+    bracket the mixture's; +inf (p = 1) where even the largest of them leaves the probability below q.
+    """
+    n, q = np.broadcast_arrays(np.asarray(n, dtype=float), np.asarray(q, dtype=float))
+    own = model.isf(-np.expm1(np.log(q) / n))
+    finite = np.where(np.isfinite(own), own, np.nan)
+    lo, hi = np.nanmin(finite, axis=0) - 1e-9, np.nanmax(finite, axis=0) + 1e-9
+
+    def cdf(x: np.ndarray) -> np.ndarray:
+        with np.errstate(divide="ignore"):
+            return np.mean(np.exp(n[None, :] * np.log1p(-np.exp(model.log_sf(x)))), axis=0)
+
+    beyond = cdf(hi) < q
+    for _ in range(iters):
+        mid = 0.5 * (lo + hi)
+        below = cdf(mid) < q
+        lo, hi = np.where(below, mid, lo), np.where(below, hi, mid)
+    return np.where(beyond, np.inf, 0.5 * (lo + hi))
+
+
 RISKS: dict[str, Callable[[PsiDistribution, np.ndarray], np.ndarray]] = {
     "worst_query_risk": worst_query_risk,
     "behavior_frequency": behavior_frequency,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from typing import ClassVar, Protocol
 
 import numpy as np
@@ -46,16 +47,20 @@ class TailEstimator:
         raise NotImplementedError
 
     def params(self) -> dict:
-        """The estimator's settings, for provenance and reprs."""
-        return {}
+        """Every constructor argument by name, as set (scikit-learn's ``get_params``): provenance records it
+        and refits (diagnostics, backtests) rebuild the estimator from it, so nothing the user chose is lost."""
+        named = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+        params = inspect.signature(type(self).__init__).parameters.values()
+        return {p.name: getattr(self, p.name) for p in params if p.kind in named and p.name != "self"}
 
     def points_needed(self, m: int) -> int:
         """How many of the m largest scores must be finite (0 < p < 1) and not all tied."""
         return 2
 
-    def point_rule(self, risk: str) -> str | float | None:
-        """How the point forecast of ``risk`` is made: None, from the point fit; ``"mean"``, the mean over
-        :meth:`draws` (for a posterior, the predictive probability); a number q, the q-quantile over draws."""
+    def point_rule(self, risk: str) -> str | None:
+        """How the point forecast of ``risk`` is made: None, from the point fit (a plug-in forecast); or
+        ``"predictive"``, the median of its distribution over :meth:`draws` (for worst-query risk, of the
+        deployment maximum), so that all three risks come from one set of draws."""
         return None
 
     def check(self, scores: Scores) -> np.ndarray:
@@ -98,9 +103,6 @@ class PeaksOverThreshold(TailEstimator):
 
     def __init__(self, k: int | float | str = "auto"):
         self.k = check_k(k)
-
-    def params(self) -> dict:
-        return {"k": self.k}
 
     def points_needed(self, m: int) -> int:
         return resolve_k(self.k, m) + 1

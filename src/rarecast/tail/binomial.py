@@ -21,7 +21,7 @@ from scipy.special import logsumexp
 
 from rarecast.errors import ForecastError, RarecastWarning
 from rarecast.scores import Scores, psi_from_logp
-from rarecast.tail.base import TailEstimator, check_k, resolve_k
+from rarecast.tail.base import TailEstimator, check_k, require_int, resolve_k
 from rarecast.tail.model import TailModel
 
 # The tail integral runs over a fixed grid of psi: with many trials per query the binomial likelihood is
@@ -58,15 +58,12 @@ class BinomialPOT(TailEstimator):
 
     def __init__(self, k: int | str = "auto", grid_size: int = 40):
         self.k = check_k(k)
-        self.grid_size = int(grid_size)
-
-    def params(self) -> dict:
-        return {"k": self.k}
+        self.grid_size = require_int("grid_size", grid_size, 8)
 
     def point_rule(self, risk: str) -> str | None:
-        # The maximum-likelihood tail mass can be 0 when the counts barely see the tail; the posterior mean
-        # frequency (the predictive probability of exceeding tau) stays honest there.
-        return "mean" if risk == "behavior_frequency" else None
+        # The maximum-likelihood tail mass can be 0 when the counts barely see the tail; forecasts from the
+        # draws as one predictive distribution stay honest there, and all three risks then share that model.
+        return "predictive"
 
     def check(self, scores: Scores):
         if scores.kind != "counts":

@@ -27,8 +27,6 @@ class ExponentialPOT(PeaksOverThreshold):
         super().__init__(k)
         self.predictive = bool(predictive)
 
-    def params(self) -> dict:
-        return {**super().params(), "predictive": self.predictive}
 
     def fit_sorted(self, psi_desc: np.ndarray) -> TailModel:
         k, u, excess, atoms, weights = self.split(psi_desc)

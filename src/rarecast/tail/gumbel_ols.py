@@ -34,8 +34,6 @@ class GumbelOLS(TailEstimator):
             raise ForecastError(f"unknown positions {positions!r}; choose one of {sorted(POSITIONS)}")
         self.positions = positions
 
-    def params(self) -> dict:
-        return {"k": self.k, "positions": self.positions}
 
     def points_needed(self, m: int) -> int:
         return self.k

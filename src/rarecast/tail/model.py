@@ -125,23 +125,23 @@ class TailModel:
         x = np.atleast_1d(np.asarray(x, dtype=float))[None, :]
         u = self._col(self.threshold)
         with np.errstate(divide="ignore"):
-            tail = np.log(self._col(self.tail_mass)) + self._tail_log_sf(np.broadcast_to(x - u, (self.replicates, x.shape[1])))
-            body = np.log(self._body_sf(x))
-        if self.empirical is None:
-            return np.where(x >= u, tail, body)
-        with np.errstate(divide="ignore"):
-            inside = np.log(np.mean(self.empirical[:, :, None] > x[:, None, :], axis=1))
-        return np.where(x >= self.empirical[:, :1], tail, inside)
+            out = np.log(self._col(self.tail_mass)) + self._tail_log_sf(np.broadcast_to(x - u, (self.replicates, x.shape[1])))
+        if self.empirical is not None:
+            with np.errstate(divide="ignore"):
+                inside = np.log(np.mean(self.empirical[:, :, None] > x[:, None, :], axis=1))
+            return np.where(x >= self.empirical[:, :1], out, inside)
+        below = x < u
+        rows = np.flatnonzero(below.any(axis=1))  # forecasts far out rarely reach the body: skip it there
+        if rows.size:
+            with np.errstate(divide="ignore"):
+                body = np.log(self._body_sf(x, rows))
+            out[rows] = np.where(below[rows], body, out[rows])
+        return out
 
-    def _body_sf(self, x: np.ndarray) -> np.ndarray:
-        out = np.empty((self.replicates, x.shape[1]))
-        for r in range(self.replicates):
-            # atoms are descending; count the weight of atoms strictly above x
-            asc = self.atoms[r, ::-1]
-            cum_from_top = np.concatenate([[0.0], np.cumsum(self.weights[r])])
-            above = len(asc) - np.searchsorted(asc, x[0], side="right")
-            out[r] = self.tail_mass[r] + cum_from_top[above]
-        return np.minimum(out, 1.0)
+    def _body_sf(self, x: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """Tail mass plus the weight of the body atoms strictly above each x, for the given replicates."""
+        above = self.atoms[rows, :, None] > x[0][None, None, :]
+        return np.minimum(self.tail_mass[rows, None] + np.einsum("ra,rax->rx", self.weights[rows], above), 1.0)
 
     def mean_p(self) -> np.ndarray:
         """E[p] over the query distribution; shape (R,)."""
