@@ -110,35 +110,42 @@ def backtest_allocation(pools: Sequence[np.ndarray], costs: Sequence[float], bud
 
     Per budget: ``accuracy`` (the chosen generator's realized max p is the largest), ``mattered`` (share of
     trials where the two largest realized maxima differ by more than ``margin`` decades) and
-    ``accuracy_mattered`` (accuracy on those trials), ``queries`` bought from each generator, and the trials
-    counted (a trial where every fit failed is left out).
+    ``accuracy_mattered`` (accuracy on those trials) with the baselines ``eval_max_accuracy_mattered`` (pick
+    the generator whose evaluation maximum is largest) and ``random_accuracy_mattered``, ``queries`` bought
+    from each generator, and the trials counted (a trial where every fit failed is left out).
     """
     if len(pools) != len(costs) or len(pools) < 2:
         raise InputError("give one cost per pool and at least two pools")
     rng = np.random.default_rng(seed)
     ns = np.array([[queries_bought(b, c) for b in budgets] for c in costs], dtype=float)  # (G, B)
-    forecast, truth = [], []
+    forecast, truth, eval_max = [], [], []
     for pool, n in zip(pools, ns):
         splits = draw_splits(Scores.from_logp(pool).logp, m, n, trials, 0.5, rng)
         fits = TrialFits.fit(method, splits.eval_logp, seed=seed)
         forecast.append(fits.forecast("worst_query_risk", n, level=None)[0])
         truth.append(splits.truth["worst_query_risk"])
-    forecast, truth = np.stack(forecast, axis=-1), np.stack(truth, axis=-1)  # (trials, B, G)
-    return [_decision_row(budgets[b], ns[:, b], forecast[:, b], truth[:, b], margin) for b in range(len(budgets))]
+        eval_max.append(np.repeat(splits.eval_logp.max(axis=1, keepdims=True), len(budgets), axis=1))
+    forecast, truth, eval_max = (np.stack(a, axis=-1) for a in (forecast, truth, eval_max))  # (trials, B, G)
+    return [_decision_row(budgets[b], ns[:, b], forecast[:, b], truth[:, b], eval_max[:, b], margin)
+            for b in range(len(budgets))]
 
 
 def _decision_row(budget: float, queries: np.ndarray, forecast: np.ndarray, truth: np.ndarray,
-                  margin: float) -> dict:
-    """Accuracy of the choices for one budget; forecast and truth are (trials, G)."""
+                  eval_max: np.ndarray, margin: float) -> dict:
+    """Accuracy of the choices for one budget, beside two baselines: the generator whose evaluation queries
+    reached the highest p (ignoring what the budget buys), and a random pick. Arrays are (trials, G)."""
     pick = choose(forecast)
     ok = pick >= 0
-    picked = truth[ok, pick[ok]]
-    right = picked >= truth[ok].max(axis=1)
+    best = truth[ok].max(axis=1)
+    right = truth[ok, pick[ok]] >= best
+    by_eval = truth[ok, np.argmax(eval_max[ok], axis=1)] >= best
+    by_chance = np.mean(truth[ok] >= best[:, None], axis=1)  # expected accuracy of a uniform random pick
     top2 = -np.sort(-np.log10(truth[ok]), axis=1)[:, :2]
     mattered = (top2[:, 0] - top2[:, 1]) > margin
     return {"budget": float(budget), "queries": [int(q) for q in queries], "accuracy": mean_or_nan(right),
             "mattered": mean_or_nan(mattered), "accuracy_mattered": mean_or_nan(right[mattered]),
-            "trials": int(ok.sum())}
+            "eval_max_accuracy_mattered": mean_or_nan(by_eval[mattered]),
+            "random_accuracy_mattered": mean_or_nan(by_chance[mattered]), "trials": int(ok.sum())}
 
 
 __all__ = ["Allocation", "Generator", "GeneratorForecast", "allocate", "backtest_allocation", "choose",

@@ -95,15 +95,18 @@ class Cell:
     floor: float
 
     def metrics(self) -> dict[str, float | int]:
-        """Mean absolute log10 error, share within one order of magnitude, underestimation rate, coverage."""
+        """Mean absolute log10 error, share within one order of magnitude, underestimation rate, coverage and
+        the median width of the intervals in orders of magnitude."""
         ok = np.isfinite(self.forecast)
         f, t = (np.maximum(a[ok], self.floor) for a in (self.forecast, self.truth))
         err = np.log10(f) - np.log10(t)
         has = np.isfinite(self.low[ok]) & np.isfinite(self.high[ok])  # no interval: not counted in coverage
         lo, hi = np.maximum(self.low[ok][has], self.floor), np.maximum(self.high[ok][has], self.floor)
         covered = (lo <= t[has]) & (t[has] <= hi)
+        width = np.log10(hi) - np.log10(lo)
         return {"mae_log10": mean_or_nan(np.abs(err)), "within_1oom": mean_or_nan(np.abs(err) <= 1.0),
                 "underestimation": mean_or_nan(f < t), "coverage": mean_or_nan(covered),
+                "median_width_log10": float(np.median(width)) if width.size else float("nan"),
                 "trials": int(ok.sum()), "failed": int((~ok).sum())}
 
 
