@@ -1,7 +1,7 @@
 """`rarecast score --engine ray` on a local Ray instance with 2 scorer actors (the real embedded model).
 
 One run is SIGKILLed once some chunks are committed and rerun: the store must end with every query exactly
-once, and the rows must equal the local engine's.
+once, and the rows must equal the local engine's up to fp32 rounding (other chunks, so other batch shapes).
 """
 
 from __future__ import annotations
@@ -15,8 +15,9 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
+
+from logp_helpers import assert_logp_close
 
 pytest.importorskip("ray")
 pytestmark = pytest.mark.slow
@@ -90,4 +91,5 @@ def test_ray_engine_resumes_after_kill_and_equals_local(tmp_path, smollm2_backen
     ray_rows, local_rows = _rows(ray_store), _rows(local_store)
     assert [r[0] for r in ray_rows] == sorted(f"q{i}" for i in range(N_QUERIES))  # all, once each
     assert [r[:5] for r in ray_rows] == [r[:5] for r in local_rows]  # same run key on every row
-    np.testing.assert_allclose([r[5] for r in ray_rows], [r[5] for r in local_rows], rtol=0, atol=1e-5)
+    # log p of two targets, "Sure" (1 token) and "The secret is" (3 tokens); see tests/logp_helpers.py.
+    assert_logp_close([r[5] for r in ray_rows], [r[5] for r in local_rows], n_tokens=3, n_targets=2)

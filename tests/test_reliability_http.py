@@ -238,12 +238,12 @@ def test_http_score_survives_sigkill_chain_and_concurrent_writers(proxy: Reliabi
 
     # Half the kills on progress (rows reached, then up to 0.3 s), half at a time drawn over the whole run.
     rng = random.Random(8_002)
-    store, log = kill_chain(command, reference, tmp_path, kills=KILLS, rng=rng, env=env, atol=0.0,
+    store, log = kill_chain(command, reference, tmp_path, kills=KILLS, rng=rng, env=env,
                             time_window_s=(0.2, reference_s))
     wall = run_concurrently([command(store), command(store)], env, tmp_path)
     got, failures = audit_store(store)
     assert sorted(got) == sorted(reference) and not failures
-    assert_rows_match(got, reference, atol=0.0)
+    assert_rows_match(got, reference)
     write_report_line("http_sigkill_chain", {"kills": log.kills, "finished": log.finished, "rounds": log.rounds,
                                              "reference_run_s": round(reference_s, 1),
                                              "concurrent_finish_s": round(wall, 1), "events": log.events})
@@ -300,7 +300,7 @@ def test_scoring_through_every_fault_stores_right_values_and_records_the_rest(
     # Transient faults were survived with the model's own numbers; permanent ones are failures, not numbers.
     permanent = {"q06", "q07", "q08", "q09"}
     assert set(got) == set(reference) - permanent
-    assert_rows_match(got, reference, atol=0.0)
+    assert_rows_match(got, reference)
     assert set(reasons) == permanent and first.failed == 4 and first.scored == 8
     assert "not JSON" in reasons["q06"]
     assert "no 'logprobs'" in reasons["q07"]
@@ -329,7 +329,7 @@ def test_scoring_through_every_fault_stores_right_values_and_records_the_rest(
     got, failures = audit_store(tmp_path / "faulty.db")
     assert (second.skipped, second.scored, second.failed) == (8, 4, 0)
     assert not failures and sorted(got) == sorted(reference)
-    assert_rows_match(got, reference, atol=0.0)
+    assert_rows_match(got, reference)
     write_report_line("faulty_server", {"queries": len(queries), "faulty_run_s": round(faulty_s, 1),
                                         "requests_per_fault": {k: len(v) for k, v in statuses.items()},
                                         "max_in_flight_seen": proxy.max_in_flight,
