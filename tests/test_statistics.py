@@ -5,41 +5,67 @@ import pytest
 
 import rarecast as rc
 from rarecast.errors import RarecastWarning
-from rarecast.synthetic import FAMILIES
+from rarecast.scores import p_from_psi
+from rarecast.synthetic import FAMILIES, Family
+
+
+def _p_of_max(family: Family, n: float | np.ndarray, q: float | np.ndarray) -> np.ndarray:
+    """p at the q-quantile of the largest of n queries' p: its cdf is (1 - S)^n, so S = 1 - q^(1/n)."""
+    return p_from_psi(family.isf(-np.expm1(np.log(q) / n)))
 
 
 def _abs_log_errors(method: str, m: int, reps: int, n: float, **params) -> np.ndarray:
+    """|log10| of forecast over truth, the truth being what the method's default forecasts: the median of the
+    deployment maximum (a predictive rule) or the top-1/n quantile (a plug-in rule). They differ by 0.13
+    orders here, which a predictive forecast judged against the quantile could never shrink below."""
     fam = FAMILIES["exponential"]
-    truth = fam.true_worst_query_risk(n)
     errs = []
     for rep in range(reps):
-        scores = fam.sample(np.random.default_rng([m, rep]), m)
-        errs.append(np.log10(rc.fit_tail(scores, method=method, **params).worst_query_risk(n) / truth))
+        fit = rc.fit_tail(fam.sample(np.random.default_rng([m, rep]), m), method=method, **params)
+        predictive = fit.estimator.point_rule("worst_query_risk") == "predictive"
+        truth = _p_of_max(fam, n, 0.5) if predictive else fam.true_worst_query_risk(n)
+        errs.append(np.log10(fit.worst_query_risk(n) / truth))
     return np.abs(errs)
 
 
 @pytest.mark.parametrize("method", ["exponential", "gpd-bayes"])
 def test_error_shrinks_as_m_grows_when_the_model_is_right(method):
+    """gpd-bayes's error is mostly its doubt about the shape, which shrinks only as k = sqrt(m) grows:
+    measured 1.01, 0.72 and 0.48 orders at m = 200, 3000 and 10000 (exponential: 0.70 and 0.20 at 200 and
+    10000), so the test spans 200 to 10000."""
     small = _abs_log_errors(method, 200, 40, 1e5).mean()
-    large = _abs_log_errors(method, 3000, 40, 1e5).mean()
+    large = _abs_log_errors(method, 10000, 40, 1e5).mean()
     assert large < 0.6 * small
 
 
-@pytest.mark.parametrize("method, low, high", [("exponential", 0.82, 0.97), ("gpd-bayes", 0.85, 1.0)])
-def test_interval_coverage_on_an_exact_exponential_tail(method, low, high):
-    """The exponential posterior is the true model here, so its 90% intervals should cover about 90%.
-    gpd-bayes also doubts the shape (xi = 0 is not known to it), so it must cover at least nominally."""
+@pytest.mark.parametrize("method, low, high, added_width", [("exponential", 0.85, 0.95, 1.6),
+                                                             ("gpd-bayes", 0.90, 1.0, 4.0)])
+def test_worst_query_intervals_cover_the_deployment_maximum(method, low, high, added_width):
+    """A worst-query interval is a predictive interval of the largest p among n deployment queries, so each
+    repetition draws that maximum afresh. The exponential fit is the true model here and should cover about
+    90% (measured: 92.7% and 88.7%); gpd-bayes also doubts the shape (xi = 0 is not known to it), so it must
+    cover at least nominally (measured: 97.3% and 98.7%).
+
+    Coverage alone passes an interval of [0, 1]; widths fail it. No interval is narrower than the maximum's
+    own 5%-95% spread under the true distribution (2.08 orders of magnitude at n = 3e3, 1.54 at 3e4), and
+    fitting m = 300 scores adds to it: in the median over repetitions, 1.0 and 1.3 orders for exponential and
+    2.3 and 3.4 for gpd-bayes (measured; its shape doubt grows with n). The bounds allow 1.6 and 4.0.
+    """
     fam = FAMILIES["exponential"]
     n = np.array([3e3, 3e4])
-    truth = fam.true_worst_query_risk(n)
-    hits = []
-    for rep in range(150):
+    own_spread = np.log10(_p_of_max(fam, n, 0.95) / _p_of_max(fam, n, 0.05))
+    hits, widths = [], []
+    for rep in range(300):
         fit = rc.fit_tail(fam.sample(np.random.default_rng([7, rep]), 300), method=method, n_draws=400, seed=rep)
         lo, hi = fit.interval("worst_query_risk", n, level=0.9)
-        hits.append((lo <= truth) & (truth <= hi))
+        worst = _p_of_max(fam, n, np.random.default_rng([8, rep]).uniform(size=len(n)))
+        hits.append((lo <= worst) & (worst <= hi))
+        widths.append(np.log10(hi / lo))
     coverage = np.mean(hits, axis=0)
-    # 150 repetitions: the binomial standard error of a 90% coverage is 2.4 points
+    # 300 repetitions: the binomial standard error of a 90% coverage is 1.7 points
     assert np.all((coverage >= low) & (coverage <= high)), coverage
+    added = np.median(widths, axis=0) - own_spread
+    assert np.all((added > 0) & (added < added_width)), added
 
 
 def test_counts_fit_agrees_with_the_exact_fit_on_the_same_queries():
@@ -65,10 +91,10 @@ def test_counts_warn_when_few_queries_have_successes():
     successes[:6] = rng.integers(1, 20, 6)
     scores = rc.Scores.from_counts(successes, np.full(400, 100))
     with pytest.warns(rc.errors.RarecastWarning, match="only 6 of 400 queries had any success"):
-        try:
-            rc.fit_tail(scores)
-        except rc.ForecastError:
-            pass  # thin data may also refuse to fit; the warning must come first
+        fit = rc.fit_tail(scores)
+        # thin data still fit: the warning says the forecast is weak, and its interval says how weak
+        low, high = fit.interval("worst_query_risk", 1e4)
+    assert 0 < low <= fit.worst_query_risk(1e4) <= high <= 1
 
 
 def test_counts_with_no_success_refuse():
