@@ -102,3 +102,28 @@ def test_unknown_method_and_missing_file(tmp_path, logp):
     assert out.returncode == 2 and "unknown method 'magic'" in out.stderr
     out = run_cli("forecast", str(tmp_path / "missing.jsonl"))
     assert out.returncode == 2 and "missing.jsonl: no such file" in out.stderr
+
+
+def test_quantile_sets_the_point_forecasts(tmp_path, logp):
+    import rarecast as rc
+
+    f = write_jsonl(tmp_path / "s.jsonl", [{"logp": float(v)} for v in logp])
+    out = run_cli("forecast", str(f), "--n", "1e4", "--n", "1e6", "--quantile", "0.75", "--json")
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(out.stdout)
+    assert doc["quantile"] == 0.75
+    fit = rc.fit_tail(logp)
+    for row in doc["forecasts"]:
+        x = row.get("n", row.get("tau"))
+        assert row["forecast"] == pytest.approx(fit.forecast(row["risk"], x, quantile=0.75), rel=1e-12)
+        assert row["forecast"] >= fit.forecast(row["risk"], x)  # above the default, the median
+    table = run_cli("forecast", str(f), "--n", "1e4", "--quantile", "0.75")
+    assert table.returncode == 0 and "0.75 quantile" in table.stdout
+
+
+@pytest.mark.parametrize("bad", ["0", "1", "-0.1", "nan"])
+def test_a_bad_quantile_fails_with_one_line_before_reading_the_file(tmp_path, bad):
+    out = run_cli("forecast", str(tmp_path / "missing.jsonl"), "--quantile", bad)
+    assert out.returncode == 2
+    assert out.stderr.startswith("rarecast: error: --quantile must lie strictly between 0 and 1")
+    assert out.stderr.count("\n") == 1, out.stderr

@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from rarecast.cli import app
-from rarecast.forecast import DEFAULT_N, DEFAULT_TAU, forecast_result
+from rarecast.forecast import DEFAULT_N, DEFAULT_TAU, check_quantile, forecast_result
 from rarecast.report.wording import RISK_LABELS
 from rarecast.score_files import read_scores
 from rarecast.tail import methods
@@ -31,14 +31,20 @@ def forecast(
     method: Optional[str] = typer.Option(None, "--method", help=f"estimator: {', '.join(methods())}"),
     k: Optional[str] = typer.Option(None, "--k", help="tail size: auto, a whole number, or a fraction of m"),
     level: float = typer.Option(0.9, "--level", help="interval level"),
+    quantile: Optional[float] = typer.Option(
+        None, "--quantile", help="point forecasts at this quantile, strictly between 0 and 1, of each risk's "
+        "predictive distribution (e.g. 0.75 for a cautious forecast); default: the method's own rule, the "
+        "median for gpd-bayes and binomial"),
     model: Optional[str] = typer.Option(None, "--model", help="with a store: which model's scores"),
     behavior: Optional[str] = typer.Option(None, "--behavior", help="with a store: which behavior's scores"),
     as_json: bool = typer.Option(False, "--json", help="print one JSON document instead of a table"),
 ) -> None:
     """Forecast worst-query risk, behavior frequency and aggregate risk at deployment scale."""
+    if quantile is not None:  # before reading and fitting, which a bad flag would waste
+        check_quantile(quantile, "--quantile")
     data, provenance = read_scores(scores, model=model, behavior=behavior)
     _, result = forecast_result(data, provenance, n=n or DEFAULT_N, tau=tau or DEFAULT_TAU, method=method,
-                                level=level, **_k(k))
+                                level=level, quantile=quantile, **_k(k))
     result["source"] = str(scores)
     if as_json:
         json.dump(result, sys.stdout, indent=2)
@@ -50,7 +56,8 @@ def forecast(
 def print_forecast(result: dict, console: Console) -> None:
     """The forecast table, then the fit's diagnostics and warnings, for people."""
     table = Table(title=f"rarecast forecast: {result['method']} on {result['m']} {result['kind']} scores")
-    for col in ("risk", "at", "forecast", f"{result['forecasts'][0]['level']:.0%} interval"):
+    point = "forecast" if result["quantile"] is None else f"{result['quantile']:g} quantile"
+    for col in ("risk", "at", point, f"{result['forecasts'][0]['level']:.0%} interval"):
         table.add_column(col, justify="left" if col == "risk" else "right")
     for row in result["forecasts"]:
         at = f"tau = {row['tau']:g}" if "tau" in row else f"n = {row['n']:.3g}"
