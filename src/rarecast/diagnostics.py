@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy.special import digamma
 
-from rarecast.errors import ForecastError
+from rarecast.errors import ForecastError, RarecastWarning
 from rarecast.risks import worst_query_risk
 from rarecast.tail.base import resolve_k
 from rarecast.tail.gpd import shape_test_pvalue
@@ -110,8 +111,10 @@ def _stability(fit: "Fit", diag: Diagnostics) -> None:
     diag.stability_n = n
     for k in sorted({max(5, base_k // 2), base_k, min(2 * base_k, fit.scores.m - 2)}):
         try:
-            est = type(fit.estimator)(**{**params, "k": k})
-            diag.stability_over_k[k] = float(worst_query_risk(est.fit_point(fit.scores), np.array([n]))[0, 0])
+            with warnings.catch_warnings():  # the user's own fit has already said what its data lack
+                warnings.simplefilter("ignore", RarecastWarning)
+                est = type(fit.estimator)(**{**params, "k": k})
+                diag.stability_over_k[k] = float(worst_query_risk(est.fit_point(fit.scores), np.array([n]))[0, 0])
         except ForecastError:
             continue
     vals = np.array([v for v in diag.stability_over_k.values() if v > 0])

@@ -202,6 +202,9 @@ def forecast_result(scores, provenance: dict, *, n=DEFAULT_N, tau=DEFAULT_TAU, m
         warnings.simplefilter("always", RarecastWarning)
         fit = fit_tail(scores, method=method, **params)
         result = fit.summary(n=list(n), tau=list(tau), level=level, quantile=quantile)
-    result["warnings"] = [str(w.message) for w in caught] + result["diagnostics"]["warnings"]
+    notes = [f"method {fit.method}: {fit.estimator.interval_note}"] if fit.estimator.interval_note else []
+    # refits (draws, stability over k) repeat the same warning: keep each once, in order
+    result["warnings"] = list(dict.fromkeys([str(w.message) for w in caught] + result["diagnostics"]["warnings"]
+                                            + notes))
     result.update(provenance=provenance, rarecast_version=__version__)
     return fit, result

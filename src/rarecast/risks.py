@@ -37,8 +37,10 @@ def max_quantile_psi(model: PsiDistribution, n: np.ndarray, q: np.ndarray, iters
     """
     n, q = np.broadcast_arrays(np.asarray(n, dtype=float), np.asarray(q, dtype=float))
     own = model.isf(-np.expm1(np.log(q) / n))
-    finite = np.where(np.isfinite(own), own, np.nan)
-    lo, hi = np.nanmin(finite, axis=0) - 1e-9, np.nanmax(finite, axis=0) + 1e-9
+    finite = np.isfinite(own)
+    none = ~finite.any(axis=0)  # every replicate's quantile is p = 1 (or p = 0): so is the mixture's
+    lo = np.where(none, 0.0, np.min(np.where(finite, own, np.inf), axis=0)) - 1e-9
+    hi = np.where(none, 0.0, np.max(np.where(finite, own, -np.inf), axis=0)) + 1e-9
 
     def cdf(x: np.ndarray) -> np.ndarray:
         with np.errstate(divide="ignore"):
@@ -49,7 +51,8 @@ def max_quantile_psi(model: PsiDistribution, n: np.ndarray, q: np.ndarray, iters
         mid = 0.5 * (lo + hi)
         below = cdf(mid) < q
         lo, hi = np.where(below, mid, lo), np.where(below, hi, mid)
-    return np.where(beyond, np.inf, 0.5 * (lo + hi))
+    edge = np.where(np.any(own == np.inf, axis=0), np.inf, -np.inf)
+    return np.where(none, edge, np.where(beyond, np.inf, 0.5 * (lo + hi)))
 
 
 RISKS: dict[str, Callable[[PsiDistribution, np.ndarray], np.ndarray]] = {

@@ -42,6 +42,11 @@ class TailEstimator:
     data_kind: ClassVar[str] = "exact"
     #: whether the fit extrapolates the top scores, so that an all-tied top leaves it nothing to fit
     fits_top: ClassVar[bool] = True
+    #: printed beside this estimator's intervals when benchmarks/forecast_accuracy.py has not shown them to
+    #: cover 85% to 95% of what deployments realize; None once it has
+    interval_note: ClassVar[str | None] = (
+        "its 90% intervals are not shown to cover 85% to 95% of realized outcomes in rarecast's accuracy "
+        "benchmark (docs/forecast-accuracy.md); treat them as rough")
 
     def fit_sorted(self, psi_desc: np.ndarray) -> PsiDistribution:
         raise NotImplementedError
