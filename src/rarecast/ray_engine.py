@@ -122,8 +122,7 @@ def score_ray(
             reporter.advance(len(ok) + len(bad))
     summary = ScoreSummary(total=len(queries), skipped=len(queries) - len(todo), scored=scored, failed=failed,
                            seconds=time.perf_counter() - start, tokens=None)
-    if progress:
-        print_summary(summary, key, store)
+    print_summary(summary, key, store)  # the end-of-run summary shows with or without the live bar
     return summary
 
 

@@ -23,7 +23,7 @@ def score_command(
     chunk_size: Optional[int] = typer.Option(None, "--chunk-size", help="Queries per committed chunk."),
     device: Optional[str] = typer.Option(None, "--device", help="hf backend device: cpu or cuda."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a live progress bar; the "
-                                  "end-of-run summary is printed either way (except with --engine ray)."),
+                                  "end-of-run summary is printed either way."),
     engine: str = typer.Option("local", "--engine", help="local (this process) or ray (Ray Data actors)."),
     address: Optional[str] = typer.Option(None, "--address", help="Ray cluster address; default: a local Ray."),
     workers: int = typer.Option(2, "--workers", help="Ray scorer actors (one model each)."),

@@ -76,6 +76,13 @@ class TailEstimator:
         psi = np.sort(scores.psi)[::-1]
         need = self.points_needed(len(psi))
         top = psi[:need]
+        certain = int(np.sum(psi == np.inf))
+        if certain and len(psi) >= need and not np.isfinite(top).all():
+            raise ForecastError(
+                f"method {self.name!r} fits the {need} largest scores, but {certain} of the {len(psi)} queries "
+                "have p = 1 (the behavior is certain for them), so there is no tail to extrapolate: the risk "
+                "is already certain at any deployment size; check those queries"
+            )
         if len(psi) < need or not np.isfinite(top).all():
             n_ok = int(np.isfinite(psi).sum())
             raise ForecastError(
