@@ -71,6 +71,7 @@ BAD = [
     ("p.csv", "p\n0.1\n1.5\n", "row 3", "[0, 1]"),
     ("empty.jsonl", "", None, "holds no scores"),
     ("json.jsonl", '{"logp": -1}\n{"logp": \n', "row 2", "bad JSON"),
+    ("array.json", '\n[{"logp": -1},\n {"logp": -2}]\n', "row 2", "looks like a JSON array"),
     ("cols.jsonl", '{"score": -1}\n', "row 1", "needs a 'logp'"),
     ("text.jsonl", '{"logp": "high"}\n', "row 1", "not a number"),
     ("dup.jsonl", '{"id": "a", "logp": -1}\n{"id": "a", "logp": -2}\n', "row 2", "duplicate query id"),

@@ -70,7 +70,7 @@ def test_parquet_and_text(tmp_path):
         ("nocol.csv", "id,text\n1,hello\n", 1, "'prompt' column"),
         ("notobj.jsonl", '{"prompt": "ok"}\n[1, 2]\n', 2, "JSON object"),
         ("array.json", '\n[\n  {"prompt": "a"},\n  {"prompt": "b"}\n]\n', 2,
-         "queries files are JSON Lines (one JSON object per line); this looks like a JSON array"),
+         "JSON Lines files hold one JSON object per line; this looks like a JSON array"),
         ("array.jsonl", '\ufeff[{"prompt": "a"}]\n', 1, "this looks like a JSON array"),
     ],
 )

@@ -49,13 +49,11 @@ def load_queries(path) -> list[Query]:
     from pathlib import Path
 
     from rarecast.errors import InputError
-    from rarecast.tables import JSONL_SUFFIXES, columns_of, read_rows
+    from rarecast.tables import columns_of, read_rows
 
     p = Path(path)
     if not p.is_file():
         raise InputError("no such file", file=str(p))
-    if p.suffix.lower() in JSONL_SUFFIXES:
-        _check_not_json_array(p)
     columns = columns_of(p)
     if columns is not None:
         _check_columns(columns, str(p))
@@ -64,22 +62,6 @@ def load_queries(path) -> list[Query]:
     if not queries:
         raise InputError("no queries in the file", file=str(p))
     return queries
-
-
-def _check_not_json_array(path) -> None:
-    """Many tools write a ``.json`` file as one array; read as JSON Lines it would fail with a bare "bad JSON"
-    on its first line, so say what the file is and how to convert it."""
-    from rarecast.errors import InputError
-
-    with open(path, "rb") as fh:
-        head = fh.read(4096).removeprefix(b"\xef\xbb\xbf")
-    body = head.lstrip()
-    if body.startswith(b"["):
-        raise InputError(
-            "queries files are JSON Lines (one JSON object per line); this looks like a JSON array "
-            "(convert it with: jq -c '.[]' FILE.json > FILE.jsonl)",
-            file=str(path), row=head[: len(head) - len(body)].count(b"\n") + 1,
-        )
 
 
 def _check_columns(columns, file: str) -> None:

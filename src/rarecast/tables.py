@@ -60,9 +60,15 @@ def utf8_lines(path: Path) -> list[str]:
 
 
 def _jsonl_rows(path: Path, lines: list[str]) -> Iterator[Row]:
+    first = True
     for i, line in enumerate(lines, start=1):
         if not line.strip():
             continue
+        if first and line.lstrip("\ufeff \t").startswith("["):
+            # many tools write one JSON array; read as JSON Lines it would fail as a bare "bad JSON"
+            raise InputError("JSON Lines files hold one JSON object per line; this looks like a JSON array "
+                             "(convert it with: jq -c '.[]' FILE.json > FILE.jsonl)", file=str(path), row=i)
+        first = False
         try:
             rec = json.loads(line)
         except json.JSONDecodeError as exc:
