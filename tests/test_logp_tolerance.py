@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from logp_helpers import ATOL_PER_TOKEN, BUG_SIZE, RTOL, assert_logp_close, logp_tolerance, scored_tokens
-from rarecast.queries import Query
+from test_hf_backend import CONTINUATIONS, QUERIES  # the same mixed queries and trie-branching targets
 
 
 def test_tolerance_is_relative_with_a_per_token_floor():
@@ -41,14 +41,6 @@ def test_tolerance_stays_well_below_the_size_of_a_real_bug():
         assert_logp_close([-1000.0], [-1000.0], n_tokens=1)
 
 
-QUERIES = [
-    Query(id="short", prompt="Hi"),
-    Query(id="medium", prompt="What is the capital of France? Answer in one word."),
-    Query(id="chat", messages=({"role": "system", "content": "You are a pirate."},
-                               {"role": "user", "content": "Tell me about the sea, the wind and the stars."})),
-    Query(id="long", prompt="Write a long story about a dragon who learns to read books in a library at night."),
-]
-CONTINUATIONS = ["The secret is", "The capital", "Sure", "\n\nOnce"]
 
 
 @pytest.mark.slow
