@@ -91,13 +91,13 @@ def split_truths(pool: str, m: int, rng: np.random.Generator, logp_pool: np.ndar
 
 def fit_row(method: str, scores, n: np.ndarray, tau: np.ndarray, draws: int, seed: int) -> dict:
     """Point forecasts and 90% intervals of the three risks (and, for the default, quantile forecasts)."""
-    data = scores
-    if scores.kind == "counts" and method != DEFAULT_COUNTS:
-        data = rc.Scores.from_p(scores.successes / scores.trials)  # the paper's treatment: p = s / k
     name = DEFAULT_EXACT if method == "default" and scores.kind == "exact" else (
         DEFAULT_COUNTS if method == "default" else method)
+    data = scores
+    if scores.kind == "counts" and name != DEFAULT_COUNTS:
+        data = rc.Scores.from_p(scores.successes / scores.trials)  # the paper's treatment: p = s / k
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), np.errstate(all="ignore"):  # refused fits are counted, not printed
             warnings.simplefilter("ignore", RarecastWarning)
             fit = rc.fit_tail(data, method=name, n_draws=draws, seed=seed)
             row = {}
