@@ -62,10 +62,7 @@ class Fit:
         """
         arr = check_argument(risk, x)
         if quantile is not None:
-            check_quantile(quantile)
-            if risk == "worst_query_risk":
-                return _shaped(p_from_psi(max_quantile_psi(self.draws(), arr, quantile)), x)
-            return _shaped(np.nanquantile(RISKS[risk](self.draws(), arr), quantile, axis=0), x)
+            return _shaped(self._quantile(risk, arr, check_quantile(quantile)), x)
         if self.estimator.point_rule(risk) is None:
             return _shaped(RISKS[risk](self.model, arr)[0], x)
         return self.forecast(risk, x, 0.5)
@@ -108,11 +105,15 @@ class Fit:
         check_quantile(level, "level")
         arr = check_argument(risk, x)
         alpha = (1 - level) / 2
-        if risk == "worst_query_risk":
-            low, high = (p_from_psi(max_quantile_psi(self.draws(), arr, q)) for q in (alpha, 1 - alpha))
-        else:
-            low, high = np.nanquantile(RISKS[risk](self.draws(), arr), [alpha, 1 - alpha], axis=0)
+        low, high = (self._quantile(risk, arr, q) for q in (alpha, 1 - alpha))
         return ConfidenceInterval(_shaped(low, x), _shaped(high, x))
+
+    def _quantile(self, risk: str, arr: np.ndarray, q: float) -> np.ndarray:
+        """The q-quantile of ``risk`` at each of ``arr`` over the draws; for worst-query risk, of the
+        predictive distribution of the deployment maximum. Point forecasts and intervals share it."""
+        if risk == "worst_query_risk":
+            return p_from_psi(max_quantile_psi(self.draws(), arr, q))
+        return np.nanquantile(RISKS[risk](self.draws(), arr), q, axis=0)
 
     def diagnostics(self) -> Diagnostics:
         """Checks of the fit: tail decay, goodness of fit, stability over k, ties and floors."""
