@@ -6,6 +6,7 @@ and 1,000 m against what that deployment meets:
 * worst-query risk: the realized maximum p of n deployment queries (synthetic families: drawn exactly from the
   family's distribution; real pools: n queries drawn from the rest of the pool, capped at what it holds);
 * behavior frequency at tau, the p of the pool's top-1/n quantile: the pool's fraction above tau (about 1/n);
+  the default's forecast (the mean over its draws) is also scored read as the median over the draws;
 * aggregate risk: real pools, the realized 1 - prod(1 - p) of the deployment draw; synthetic families, its
   expectation 1 - (1 - E[p])^n.
 
@@ -49,6 +50,9 @@ RISKS = ["worst_query_risk", "behavior_frequency", "aggregate_risk"]
 MULTIPLES = [100, 1000]
 QUANTILES = np.round(np.arange(0.5, 0.96, 0.05), 2)
 FLOOR = 1e-300  # forecasts of exactly 0 (a bounded fitted tail) are scored as this
+# The default's behavior frequency read as the median over its draws (its rule before 2026-12-02; the
+# default is now their mean), scored beside it on the same splits.
+MEDIAN_FREQUENCY = "default (median frequency)"
 
 
 def real_pools() -> dict[str, np.ndarray]:
@@ -58,7 +62,7 @@ def real_pools() -> dict[str, np.ndarray]:
         path = DATA / f"{name}_scores.parquet"
         if path.exists():
             pools[name] = pq.read_table(path, columns=["logp"])["logp"].to_numpy()
-    for pool in ("misuse", "secret"):
+    for pool in ("misuse", "secret", "action"):
         chunks = sorted((DATA / "rare").glob(f"{pool}-*.parquet"))
         if chunks:
             pools[f"rare-{pool}"] = np.concatenate([pq.read_table(c, columns=["logp"])["logp"].to_numpy()
@@ -81,10 +85,11 @@ def split_truths(pool: str, m: int, rng: np.random.Generator, logp_pool: np.ndar
     scores = rc.Scores.from_logp(logp_pool[idx[:m]])
     n = np.minimum(np.array(MULTIPLES) * m, len(logp_pool) - m).astype(float)
     deploy = logp_pool[idx[m:]]
-    desc = np.sort(logp_pool)[::-1]
-    tau = np.exp(desc[(len(desc) / n).astype(int) - 1])
+    log_tau = np.sort(logp_pool)[::-1][(len(logp_pool) / n).astype(int) - 1]
+    tau = np.exp(log_tau)
+    # ">=": at 1,000x the pool's top-1/n quantile can be its largest score, and nothing lies above that
     truth = {"worst_query_risk": np.array([np.exp(deploy[: int(k)].max()) for k in n]),
-             "behavior_frequency": np.array([np.mean(logp_pool > np.log(t)) for t in tau]),
+             "behavior_frequency": np.array([np.mean(logp_pool >= t) for t in log_tau]),
              "aggregate_risk": np.array([-np.expm1(np.sum(np.log1p(-np.exp(deploy[: int(k)])))) for k in n])}
     return scores, truth, n, tau
 
@@ -107,6 +112,7 @@ def fit_row(method: str, scores, n: np.ndarray, tau: np.ndarray, draws: int, see
                 low, high = (np.atleast_1d(v) for v in fit.interval(risk, x, level=0.9))
                 row[risk] = [point.tolist(), low.tolist(), high.tolist()]
             if method == "default":
+                row["frequency_median"] = np.atleast_1d(fit.behavior_frequency(tau, quantile=0.5)).tolist()
                 qs = np.repeat(QUANTILES, len(n))
                 psi = max_quantile_psi(fit.draws(), np.tile(n, len(QUANTILES)), qs)
                 row["quantiles"] = p_from_psi(psi).reshape(len(QUANTILES), len(n)).tolist()
@@ -130,6 +136,9 @@ def run_task(task) -> list[dict]:
         rng = np.random.default_rng([zlib.crc32(pool.encode()), m, split])
         scores, truth, n, tau = split_truths(pool, m, rng, logp_pool)
         fits = {meth: fit_row(meth, scores, n, tau, draws, split) for meth in methods}
+        if "frequency_median" in fits.get("default", {}):
+            fits[MEDIAN_FREQUENCY] = {"behavior_frequency": [fits["default"]["frequency_median"],
+                                                             *fits["default"]["behavior_frequency"][1:]]}
         if logp_pool is None:
             fits["oracle"] = oracle_row(pool, n)
         rows.append({"pool": pool, "m": m, "split": split, "n": n.tolist(),
@@ -166,13 +175,13 @@ def summarize(rows: list[dict], methods: list[str]) -> list[dict]:
     for pool in dict.fromkeys(r["pool"] for r in rows):
         for m in sorted({r["m"] for r in rows if r["pool"] == pool}):
             rs = [r for r in rows if r["pool"] == pool and r["m"] == m]
-            present = [meth for meth in methods + ["oracle"] if meth in rs[0]["fits"]]
+            present = [meth for meth in methods + [MEDIAN_FREQUENCY, "oracle"] if meth in rs[0]["fits"]]
             for risk in RISKS:
                 for j, mult in enumerate(MULTIPLES):
-                    fitted = [meth for meth in present if meth != "oracle"]
+                    fitted = [meth for meth in present if meth not in ("oracle", MEDIAN_FREQUENCY)]
                     common = np.array([all(risk in r["fits"][meth] for meth in fitted) for r in rs])
                     for meth in present:
-                        if risk not in rs[0]["fits"][meth] and meth == "oracle":
+                        if risk not in rs[0]["fits"][meth] and meth in ("oracle", MEDIAN_FREQUENCY):
                             continue
                         table.append({"pool": pool, "m": m, "method": meth, "risk": risk, "multiple": mult,
                                       "n": int(np.median([r["n"][j] for r in rs])),

@@ -56,15 +56,19 @@ class Fit:
         A number q in (0, 1) gives the q-quantile of the forecast's predictive distribution: for worst-query
         risk, of the largest p among n deployment queries (q = 0.75 errs on the safe side three times in
         four when the fit is calibrated); for the other two, of their distribution over the draws. With
-        ``quantile=None`` the estimator's own rule applies: the predictive median (the default estimators,
-        whose three risks so come from one set of draws), or a plug-in forecast from the point fit (the
-        paper's estimators, as published).
+        ``quantile=None`` the estimator's own rule applies. The default estimators forecast all three risks
+        from one set of draws: the predictive median of the deployment maximum and of the aggregate risk,
+        and, for behavior frequency, the predictive mean, i.e. the probability that a fresh deployment query
+        exceeds tau (a median over draws is exactly 0 whenever most draws end below tau; see
+        docs/choices.md). The paper's estimators give a plug-in forecast from the point fit, as published.
         """
         arr = check_argument(risk, x)
         if quantile is not None:
             return _shaped(self._quantile(risk, arr, check_quantile(quantile)), x)
         if self.estimator.point_rule(risk) is None:
             return _shaped(RISKS[risk](self.model, arr)[0], x)
+        if risk == "behavior_frequency":
+            return _shaped(np.nanmean(RISKS[risk](self.draws(), arr), axis=0), x)
         return self.forecast(risk, x, 0.5)
 
     def worst_query_risk(self, n, quantile: float | None = None):

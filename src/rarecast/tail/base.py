@@ -64,8 +64,8 @@ class TailEstimator:
 
     def point_rule(self, risk: str) -> str | None:
         """How the point forecast of ``risk`` is made: None, from the point fit (a plug-in forecast); or
-        ``"predictive"``, the median of its distribution over :meth:`draws` (for worst-query risk, of the
-        deployment maximum), so that all three risks come from one set of draws."""
+        ``"predictive"``, from its distribution over :meth:`draws` (see :meth:`rarecast.Fit.forecast`), so that all
+        three risks come from one set of draws."""
         return None
 
     def check(self, scores: Scores) -> np.ndarray:
