@@ -20,5 +20,7 @@ except PackageNotFoundError:  # running from a source tree that was never instal
     __version__ = "0.0.0+unknown"
 
 from rarecast.forecast import Fit, fit_tail  # noqa: E402  (needs the names above)
+from rarecast.best_of_n import BestOfNFit, fit_best_of_n  # noqa: E402
 
-__all__ = ["Fit", "ForecastError", "InputError", "RarecastError", "Scores", "fit_tail", "__version__"]
+__all__ = ["BestOfNFit", "Fit", "ForecastError", "InputError", "RarecastError", "Scores", "fit_best_of_n",
+           "fit_tail", "__version__"]
