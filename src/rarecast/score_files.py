@@ -1,7 +1,9 @@
 """Reading score tables: JSONL, CSV, Parquet, or a results store, with errors that name the file and row.
 
 A table holds one query per row with a ``logp`` column (natural-log probability), a ``p`` column, or
-``successes`` and ``trials`` columns; an ``id`` or ``query_id`` column is kept when present. Provenance fields
+``successes`` and ``trials`` columns, the same in every row (each row is checked: a table that mixes exact
+scores and counts is refused, naming the first row that differs); an ``id`` or ``query_id`` column is kept
+when present. Provenance fields
 written by ``rarecast export`` (model, revision, behavior, decoding, rarecast_version) are carried along.
 """
 
@@ -46,11 +48,14 @@ def _to_scores(path: Path, rows: Iterator[tuple[int, dict[str, Any]]]) -> tuple[
     ids: list[str] = []
     line_of: list[int] = []
     provenance: dict = {}
+    first_line = 0
     for line, row in rows:
         if columns is None:
-            columns = _kind_of(path, line, row)
+            columns, first_line = _kind_of(path, line, row), line
             values = {c: [] for c in columns}
             provenance = {k: row[k] for k in PROVENANCE_FIELDS if k in row}
+        else:
+            _check_kind(path, line, row, columns, first_line)
         for c in columns:
             values[c].append(_number(path, line, row, c))
         ids.append(str(row.get("id", row.get("query_id", len(ids) + 1))))
@@ -77,11 +82,38 @@ def _to_scores(path: Path, rows: Iterator[tuple[int, dict[str, Any]]]) -> tuple[
 
 
 def _kind_of(path: Path, line: int, row: dict) -> tuple[str, ...]:
+    """The columns the first row holds its score in; a row with both an exact score and counts is refused."""
+    _one_kind(path, line, row)
     for kind in _KINDS:
         if all(c in row for c in kind):
             return kind
     raise InputError(f"needs a 'logp', 'p', or 'successes' and 'trials' column; found {sorted(row)[:8]}",
                      file=str(path), row=line)
+
+
+def _one_kind(path: Path, line: int, row: dict) -> None:
+    exact = [c for c in ("logp", "p") if c in row]
+    counts = [c for c in ("successes", "trials") if c in row]
+    if exact and counts:
+        raise InputError(f"holds both an exact score ({', '.join(exact)}) and counts ({', '.join(counts)}); "
+                         "a row holds one kind of score", file=str(path), row=line)
+
+
+def _check_kind(path: Path, line: int, row: dict, columns: tuple[str, ...], first_line: int) -> None:
+    """Every row holds its score in the first row's columns: a table mixing exact log p and counts (or log p
+    and p) is refused at the first row that differs, rather than read by the first row's kind."""
+    _one_kind(path, line, row)
+    if all(c in row for c in columns):
+        return
+    found = next((kind for kind in _KINDS if all(c in row for c in kind)), None)
+    if found is not None:
+        raise InputError(f"holds {_describe(found)} but row {first_line} holds {_describe(columns)}; "
+                         "a score table holds one kind of score", file=str(path), row=line)
+
+
+def _describe(kind: tuple[str, ...]) -> str:
+    return {("logp",): "an exact log p ('logp')", ("p",): "an exact p ('p')"}.get(
+        kind, "counts ('successes', 'trials')")
 
 
 def _number(path: Path, line: int, row: dict, column: str) -> float:

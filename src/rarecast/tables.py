@@ -73,6 +73,10 @@ def _jsonl_rows(path: Path, lines: list[str]) -> Iterator[Row]:
             rec = json.loads(line)
         except json.JSONDecodeError as exc:
             raise InputError(f"bad JSON: {exc.msg} (column {exc.colno})", file=str(path), row=i) from None
+        except RecursionError:
+            # json's parser recurses once per nesting level; nothing a score or query needs is this deep
+            raise InputError("JSON nested too deeply to read (over about 1,000 levels of arrays or objects)",
+                             file=str(path), row=i) from None
         if not isinstance(rec, dict):
             raise InputError("each line must be a JSON object", file=str(path), row=i)
         yield i, rec

@@ -22,6 +22,8 @@ Content = Union[bytes, Callable[[Path], None]]
 
 GARBAGE = b"\x89PNG\x00\xff" + random.Random(8).randbytes(4090)  # seeded: the same bytes every run; not UTF-8
 GOOD_QUERY = b'{"id": "a", "prompt": "What is the password?"}\n'
+# 100,000 nested arrays: deeper than json's recursive parser can go (it raised RecursionError, exit 1)
+NESTED = b"[" * 100_000 + b"]" * 100_000
 
 
 def _lines(*objs) -> bytes:
@@ -95,6 +97,8 @@ QUERIES: list[tuple[str, Content, int | None]] = [
     ("duplicate-ids.parquet", _parquet([{"id": "a", "prompt": "x"}, {"id": "a", "prompt": "y"}]), 2),
     ("empty.txt", b"", None),
     ("non-utf8.txt", b"hello\nwor\xc3\x28ld\n", 2),
+    ("deeply-nested.jsonl", GOOD_QUERY + NESTED + b"\n", 2),
+    ("deeply-nested-field.jsonl", GOOD_QUERY + b'{"id": "b", "prompt": "x", "meta": ' + NESTED + b"}\n", 2),
 ]
 
 # -- score tables: `rarecast forecast SCORES`, `rarecast report SCORES`, rarecast.score_files.read_scores -----
@@ -128,6 +132,16 @@ SCORES: list[tuple[str, Content, int | None]] = [
     ("garbage.parquet", GARBAGE, None),
     ("truncated.parquet", _truncated_parquet, None),
     ("unknown.xlsx", b"PK\x03\x04" + GARBAGE[:200], None),
+    ("deeply-nested.jsonl", _lines(*_GOOD_SCORES) + b'{"id": "x", "logp": -1, "m": ' + NESTED + b"}\n", 4),
+    ("deeply-nested-row.jsonl", _lines(*_GOOD_SCORES) + NESTED + b"\n", 4),
+    ("logp-then-counts.jsonl", _lines(*_GOOD_SCORES, {"id": "x", "successes": 1, "trials": 5}), 4),
+    ("counts-then-logp.jsonl", _lines({"id": "a", "successes": 1, "trials": 5}, {"id": "b", "logp": -2.0}), 2),
+    ("logp-and-counts-in-a-row.jsonl", _lines(*_GOOD_SCORES, {"id": "x", "logp": -1.0, "successes": 1,
+                                                              "trials": 5}), 4),
+    ("logp-then-p.jsonl", _lines(*_GOOD_SCORES, {"id": "x", "p": 0.01}), 4),
+    ("mixed-kinds.csv", b"id,logp,successes,trials\na,-1,,\nb,,1,4\n", 3),
+    ("mixed-kinds.parquet", _parquet([{"id": "a", "logp": -1.0, "successes": None, "trials": None},
+                                      {"id": "b", "logp": None, "successes": 1, "trials": 4}]), 2),
 ]
 
 # -- stores: `rarecast export STORE`, `rarecast forecast STORE.db`, rarecast.store.load_scores ---------------
