@@ -162,6 +162,42 @@ def test_a_eval_archive_without_samples_is_refused(logs, tmp_path):
     one_line_error(rarecast("import", "inspect", bad, "-o", tmp_path / "x.jsonl"), bad, "no samples")
 
 
+def _with_config(logs, tmp_path, name, **changes):
+    """The JSON log with its eval-level generation settings changed (None: unset): a real log file, rewritten."""
+    log = json.loads(open(logs["json"], encoding="utf-8").read())
+    for key, value in changes.items():
+        if value is None:
+            log["plan"]["config"].pop(key, None)
+        else:
+            log["plan"]["config"][key] = value
+    path = tmp_path / name
+    path.write_text(json.dumps(log))
+    return path
+
+
+@pytest.mark.parametrize("changes,words", [
+    ({"temperature": 1.0}, "decoding setting 'temperature' is 1.0 here but 0.7 in"),
+    ({"max_tokens": None}, "decoding setting 'max_tokens' is unset here but 16 in"),
+])
+def test_logs_made_under_other_decoding_settings_are_refused_naming_both_files(logs, tmp_path, changes, words):
+    other = _with_config(logs, tmp_path, "other.json", **changes)
+    out = tmp_path / "pooled.jsonl"
+    done = rarecast("import", "inspect", logs["eval"], other, "-o", out)
+    one_line_error(done, other, words)  # the second file, and the first one named in the message
+    assert f"in {logs['eval']};" in done.stderr and "import them separately" in done.stderr
+    assert not list(tmp_path.glob("pooled*")), "nothing is written when a log is refused"
+
+
+def test_logs_that_differ_only_in_seed_pool_and_record_no_seed(logs, tmp_path):
+    other = _with_config(logs, tmp_path, "seed2.json", seed=2)
+    out = tmp_path / "pooled.jsonl"
+    done = rarecast("import", "inspect", logs["json"], other, "-o", out)
+    assert done.returncode == 0, done.stderr
+    scores, provenance = read_scores(out)
+    assert set(scores.trials.tolist()) == {2 * EPOCHS}
+    assert json.loads(provenance["decoding"]) == {"max_tokens": 16, "temperature": 0.7}  # no one seed holds
+
+
 # ----------------------------------------------------------------------------------------------------------
 # The extension inside inspect, against `rarecast score` (real embedded model).
 

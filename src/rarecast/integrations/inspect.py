@@ -8,7 +8,12 @@ or ``successes``/``trials`` for sampled behaviors) and inspect's ``target_perple
 scorers (metadata ``sum_log_probs``, the log-probability of the scored tokens).
 
 Logs of one task, model and scorer are pooled into one run (several files add epochs); different tasks or
-models give separate runs.
+models give separate runs. Logs are pooled only when they were made under the same settings: a log whose
+generation settings (temperature, top_p, max_tokens, ...), model revision or behavior differ from the first
+log of its run is refused with an error naming both files and the setting, rather than split into runs that
+the output file names could not tell apart. Settings that change how requests are sent, not what the model
+samples (timeouts, retries, connections, caching, batching), and the seed (another seed is how more epochs are
+drawn) may differ; the pooled run records them only where all its logs agree.
 """
 
 from __future__ import annotations
@@ -31,6 +36,10 @@ SUPPORTED_VERSION = 2
 LOGP_KEYS = ("logp", "sum_log_probs")
 #: provenance the rarecast scorer records in each score's metadata
 _RARECAST_PROVENANCE = ("model", "revision", "behavior", "behavior_spec", "decoding")
+_UNSET = object()
+#: generation settings that may differ between pooled logs: how requests are sent, and the seed
+POOLABLE_SETTINGS = frozenset({"max_retries", "timeout", "attempt_timeout", "stream_idle_timeout", "max_connections",
+                               "adaptive_connections", "cache_prompt", "cache", "batch", "extra_headers", "seed"})
 
 
 def require_inspect() -> None:
@@ -99,19 +108,51 @@ def read_inspect_logs(
     """
     wanted = {canonical_value(v) for v in (success or DEFAULT_SUCCESS)}
     runs: dict[tuple[str, str, str], tuple[ImportedRun, dict[str, _Pool]]] = {}
+    first_file: dict[tuple[str, str, str], str] = {}
     for path in paths:
         log = read_log(path)
         name = _pick_scorer(log, scorer, str(path))
         run = _run_for(log, name, wanted, str(path))
         key = (run.model, log.eval.task, name)
         if key not in runs:
-            runs[key] = (run, new_pools())
+            runs[key], first_file[key] = (run, new_pools()), str(path)
         else:
+            _check_poolable(runs[key][0], run, first_file[key], str(path))
             runs[key][0].source += f",{path}"
         _collect(log, name, wanted, runs[key][1], str(path))
     for run, pools in runs.values():
         run.rows = finish_pools(pools, source=run.source)
     return [run for run, _ in runs.values()]
+
+
+def _check_poolable(pooled: ImportedRun, run: ImportedRun, first: str, file: str) -> None:
+    """Refuse to pool ``run`` (from ``file``) into ``pooled`` (first seen in ``first``) when they were made under
+    different settings; settings in :data:`POOLABLE_SETTINGS` that differ are dropped from the pooled record."""
+    differing = _differing_keys(pooled.decoding, run.decoding)
+    blocking = [k for k in differing if k not in POOLABLE_SETTINGS]
+    if blocking:
+        what = f"decoding setting {blocking[0]!r}"
+        here, there = _shown(run.decoding, blocking[0]), _shown(pooled.decoding, blocking[0])
+    elif run.revision != pooled.revision:
+        what, here, there = "model revision", repr(run.revision), repr(pooled.revision)
+    elif _differing_keys(pooled.behavior_spec, run.behavior_spec):
+        key = _differing_keys(pooled.behavior_spec, run.behavior_spec)[0]
+        what = f"behavior setting {key!r}"
+        here, there = _shown(run.behavior_spec, key), _shown(pooled.behavior_spec, key)
+    else:
+        for k in differing:  # the seed or a request setting: no one value holds for the pooled run
+            pooled.decoding.pop(k, None)
+        return
+    raise InputError(f"{what} is {here} here but {there} in {first}; logs of one task, model and scorer pool "
+                     "into one run only under the same settings (import them separately)", file=file)
+
+
+def _differing_keys(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
+    return sorted(k for k in a.keys() | b.keys() if a.get(k, _UNSET) != b.get(k, _UNSET))
+
+
+def _shown(settings: dict[str, Any], key: str) -> str:
+    return repr(settings[key]) if key in settings else "unset"
 
 
 def _pick_scorer(log, scorer: str | None, file: str) -> str:

@@ -71,7 +71,7 @@ def _results_header(path: Path, task: str) -> dict[str, Any]:
     for results in sorted(path.parent.glob("results_*.json"), reverse=True):
         try:
             doc = json.loads(results.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError):
+        except (OSError, json.JSONDecodeError, RecursionError):  # RecursionError: nested past json's depth
             continue  # an unrelated or damaged file: the samples still import with --model
         if task not in doc.get("configs", {}) and task not in doc.get("results", {}):
             continue
