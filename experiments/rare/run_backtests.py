@@ -9,7 +9,8 @@ the deployment draw. tau for behavior frequency is the pool's top-0.1% p, so tha
 too. Allocation (results/rare_allocation.{json,md}) splits the misuse pool into two generators by the
 wrapper a query got: "jailbreak" framings (role-play, instruction overrides, pressure) cost 10 per query,
 plain requests cost 1; it backtests `rarecast allocate`'s rule against picking the generator whose
-evaluation maximum is larger and against a random pick.
+evaluation maximum is larger and against a random pick. results/rare_beside_paper.md puts the paper's
+headline numbers (100x, worst-query risk) beside every pool's.
 """
 
 from __future__ import annotations
@@ -72,6 +73,34 @@ def run_pool(pool: str, trials: int) -> None:
                                            "rows": rows})
 
 
+PAPER = {"gumbel-ols": {"within_1oom": 0.86, "mae_log10": 1.7, "underestimation": 0.34},
+         "lognormal": {"mae_log10": 2.4, "underestimation": 0.72}}  # misuse, m = 900 -> n = 90,000 (100x)
+
+
+def beside_the_paper(pools: list[str]) -> None:
+    """The paper's three headline numbers (100x, worst-query risk) beside every pool's at m = 100 and 300."""
+    rows = []
+    for method, paper in PAPER.items():
+        rows.append({"pool": "the paper (misuse, 900 -> 90,000)", "method": method, "m": 900, "n": 90_000,
+                     **{k: paper.get(k, float("nan")) for k in ("within_1oom", "mae_log10", "underestimation")},
+                     "coverage": float("nan")})
+    for pool in pools:
+        result = json.loads((RESULTS / f"rare_{pool}_backtest.json").read_text())
+        for r in result["rows"]:
+            near_100x = 90 <= r["n"] / r["m"] <= 110
+            if r["risk"] == "worst_query_risk" and near_100x and r["method"] in ("gumbel-ols", "lognormal", "gpd-bayes"):
+                rows.append({"pool": f"rare-{pool}", **{k: r[k] for k in ("method", "m", "n", "within_1oom",
+                                                                         "mae_log10", "underestimation", "coverage")}})
+    cols = [("pool", "pool", ""), ("method", "method", ""), ("m", "m", ",d"), ("n", "n", ",d"),
+            ("within 1 OOM", "within_1oom", ".0%"), ("MAE log10", "mae_log10", ".2f"),
+            ("under", "underestimation", ".0%"), ("90% coverage", "coverage", ".0%")]
+    (RESULTS / "rare_beside_paper.md").write_text(
+        "Worst-query risk forecast about 100x beyond the evaluation (n / m from 90 to 110), truth the realized "
+        "maximum of the deployment draw; gpd-bayes is rarecast's default. Built by "
+        "`python experiments/rare/run_backtests.py` from the rare_<pool>_backtest.json files.\n\n"
+        + markdown_table(rows, cols))
+
+
 def run_allocation(trials: int) -> None:
     logp, _, table = read_pool("misuse")
     prefix = np.array(table["prefix"].to_pylist())
@@ -102,12 +131,13 @@ def run_allocation(trials: int) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--trials", type=int, default=200)
-    ap.add_argument("--pools", nargs="*", default=["misuse", "secret"])
+    ap.add_argument("--pools", nargs="*", default=["misuse", "secret", "action"])
     args = ap.parse_args()
-    for pool in args.pools:
-        if sorted((HERE.parents[0] / "data" / "rare").glob(f"{pool}-*.parquet")):
-            run_pool(pool, args.trials)
-            print(json.dumps(pool_summary(read_pool(pool)[0])))
+    pools = [p for p in args.pools if sorted((HERE.parents[0] / "data" / "rare").glob(f"{p}-*.parquet"))]
+    for pool in pools:
+        run_pool(pool, args.trials)
+        print(json.dumps(pool_summary(read_pool(pool)[0])))
+    beside_the_paper(pools)
     run_allocation(args.trials)
 
 
