@@ -14,12 +14,17 @@ takes them as they are. No likelihood correction is needed: the decision to stop
 already observed, so the likelihood of everything observed is the product of the Bernoulli probabilities of
 the draws made, times stopping decisions that are fixed functions of the data (they do not involve p). The
 stopping rule is ignorable for likelihood and Bayesian inference (docs/scale.md has the argument).
+
+A query whose samples fail (the backend raised) is recorded in the store's failures table and leaves the
+rounds with the counts it had; the run then follows the same failure rule as every engine
+(:func:`rarecast.scoring.check_failures`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import time
 from dataclasses import asdict, dataclass, replace
 from typing import Callable, Sequence
 
@@ -28,10 +33,14 @@ from scipy import stats
 
 from rarecast.errors import InputError
 from rarecast.queries import Query
+from rarecast.scoring import FailureLimit, FailureTally, ScoreSummary, check_failures, measure_chunk, print_summary
 from rarecast.tail.base import resolve_k
 
-# draw(indices, successes_so_far, trials_so_far, new_trials) -> successes among the new trials, one per index
-Draw = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
+# draw(indices, successes_so_far, trials_so_far, new_trials) -> successes among the new trials, one per index;
+# FAILED (negative) for a query whose draw failed
+Draw = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray], np.ndarray]
+#: what a draw returns for a query whose samples failed: it keeps its counts and leaves the rounds
+FAILED = -1
 
 
 @dataclass(frozen=True)
@@ -99,17 +108,22 @@ def still_open(s: np.ndarray, n: np.ndarray, plan: AdaptivePlan) -> np.ndarray:
 def sample_adaptively(s: np.ndarray, n: np.ndarray, draw: Draw, plan: AdaptivePlan) -> tuple[np.ndarray, np.ndarray]:
     """Run rounds from the counts ``(s, n)`` until every query is settled or at ``max_trials``.
 
-    ``draw(indices, successes_so_far, trials_so_far, new_trials)`` returns the successes among the new trials.
+    ``draw(indices, successes_so_far, trials_so_far, new_trials)`` returns the successes among the new trials,
+    or :data:`FAILED` for a query whose draw failed: that query keeps its counts and is drawn no more.
     The state is only the counts, so a run resumed from stored counts continues exactly where it stopped.
     """
     s, n = np.array(s, dtype=np.int64), np.array(n, dtype=np.int64)
+    left = np.zeros(len(n), dtype=bool)
     while True:
-        idx = np.flatnonzero(still_open(s, n, plan))
+        idx = np.flatnonzero(still_open(s, n, plan) & ~left)
         if idx.size == 0:
             return s, n
         target = plan.next_trials(n[idx])
-        s[idx] += np.asarray(draw(idx, s[idx], n[idx], target - n[idx]), dtype=np.int64)
-        n[idx] = target
+        got = np.asarray(draw(idx, s[idx], n[idx], target - n[idx]), dtype=np.int64)
+        ok = got >= 0
+        left[idx[~ok]] = True
+        s[idx[ok]] += got[ok]
+        n[idx[ok]] = target[ok]
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -133,43 +147,78 @@ def round_seed(seed: int | None, trials_done: int) -> int:
     return int.from_bytes(digest[:4], "little")
 
 
+@dataclass(frozen=True)
+class AdaptiveResult:
+    """What :func:`score_adaptive` did: final counts in query order (a failed query keeps the counts it had)
+    and the run's :class:`~rarecast.scoring.ScoreSummary`. Unpacks as ``(successes, trials)``."""
+
+    successes: np.ndarray
+    trials: np.ndarray
+    summary: ScoreSummary
+
+    def __iter__(self):
+        return iter((self.successes, self.trials))
+
+
 def score_adaptive(queries: Sequence[Query], backend, behavior, store, plan: AdaptivePlan, *,
-                   chunk_size: int = 8) -> tuple[np.ndarray, np.ndarray]:
+                   chunk_size: int = 8, report: bool = False,
+                   max_failures: FailureLimit | int | float | str | None = None) -> AdaptiveResult:
     """Adaptive sampling of ``behavior`` (kind ``sampled``) on ``queries``, resumable through ``store``.
 
     Each chunk of a round is committed with the queries' cumulative counts, so a killed run keeps them and a
-    rerun continues from the stored counts. Returns the final (successes, trials) in query order.
+    rerun continues from the stored counts. A query whose samples fail is recorded in the failures table and
+    sampled no more. With ``report`` the end-of-run summary is printed to stderr. Returns an
+    :class:`AdaptiveResult` (unpacks as the final ``(successes, trials)``); raises
+    :class:`~rarecast.errors.RunFailed` when more queries failed than ``max_failures`` allows.
     """
     if behavior.kind != "sampled":
         raise InputError("adaptive sampling applies to sampled behaviors only")
+    limit = FailureLimit.parse(max_failures)
     key = adaptive_key(backend, behavior, plan)
     from rarecast.store import KEY_COLUMNS
 
     stored = {r[0]: (r[2], r[3]) for r in store.rows(dict(zip(KEY_COLUMNS, key.values())))}
     s = np.array([stored.get(q.id, (0, 0))[0] for q in queries], dtype=np.int64)
     n = np.array([stored.get(q.id, (0, 0))[1] for q in queries], dtype=np.int64)
+    failures, drawn, start_time = FailureTally(), set(), time.perf_counter()
 
     def draw(idx: np.ndarray, hits: np.ndarray, done: np.ndarray, new: np.ndarray) -> np.ndarray:
         got = np.zeros(len(idx), dtype=np.int64)
         for start in range(0, len(idx), chunk_size):
             part = slice(start, start + chunk_size)
-            got[part] = _draw_chunk(queries, backend, behavior, idx[part], done[part], new[part])
-            totals = zip(idx[part], hits[part] + got[part], done[part] + new[part])
-            store.write(key, [(queries[i].id, _counts(a, b)) for i, a, b in totals])
+            got[part], bad = _draw_chunk(queries, backend, behavior, idx[part], done[part], new[part])
+            ok = got[part] != FAILED
+            totals = zip(idx[part][ok], (hits[part] + got[part])[ok], (done[part] + new[part])[ok])
+            store.write(key, [(queries[i].id, _counts(a, b)) for i, a, b in totals], bad)
+            failures.add(bad)
+            drawn.update(queries[i].id for i in idx[part][ok])
         return got
 
-    return sample_adaptively(s, n, draw, plan)
+    s, n = sample_adaptively(s, n, draw, plan)
+    scored = len(drawn - failures.reasons.keys())
+    summary = ScoreSummary(total=len(queries), skipped=len(queries) - scored - len(failures), scored=scored,
+                           failed=len(failures), seconds=time.perf_counter() - start_time, tokens=None,
+                           reasons=failures.most_common())
+    if report:
+        print_summary(summary, key, store)
+    check_failures(summary, limit)
+    return AdaptiveResult(s, n, summary)
 
 
-def _draw_chunk(queries, backend, behavior, idx, done, new) -> np.ndarray:
-    """Successes among ``new`` fresh samples per query; queries are grouped by (done, new) to share a call."""
+def _draw_chunk(queries, backend, behavior, idx, done, new) -> tuple[np.ndarray, list[tuple[str, str]]]:
+    """Successes among ``new`` fresh samples per query (:data:`FAILED` where the samples failed) and the
+    ``(query_id, reason)`` failures; queries are grouped by (done, new) to share a call, and a group that
+    fails is retried query by query (:func:`rarecast.scoring.measure_chunk`), as the local engine does."""
     out = np.zeros(len(idx), dtype=np.int64)
+    failed: list[tuple[str, str]] = []
     for d, k in sorted({(int(a), int(b)) for a, b in zip(done, new)}):
         where = np.flatnonzero((done == d) & (new == k))
         part = _with_samples(behavior, k, round_seed(behavior.sampling.seed, d))
-        outcomes = part.measure([queries[idx[j]] for j in where], backend)
-        out[where] = [o.successes for o in outcomes]
-    return out
+        ok, bad = measure_chunk([queries[idx[j]] for j in where], backend, part)
+        successes = {qid: o.successes for qid, o in ok}
+        out[where] = [successes.get(queries[idx[j]].id, FAILED) for j in where]
+        failed += bad
+    return out, failed
 
 
 def _with_samples(behavior, k: int, seed: int):

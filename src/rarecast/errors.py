@@ -39,5 +39,20 @@ class InputError(RarecastError):
         super().__init__(f"{where}{problem}")
 
 
+class RunFailed(RarecastError):
+    """A scoring run finished, but more of its queries failed than it allows (by default: every one of them).
+
+    What was scored is stored and the failures table says why each failure happened; ``failed`` and ``total``
+    count the run's queries. The CLI prints the message as one line and exits with status 1, not the 2 of bad
+    input: the inputs were fine, the run was not.
+    """
+
+    def __init__(self, problem: str, *, failed: int, total: int):
+        self.problem = problem
+        self.failed = failed
+        self.total = total
+        super().__init__(problem)
+
+
 class RarecastWarning(UserWarning):
     """A fit ran but its data are thin or its assumptions doubtful; the message says what to do."""

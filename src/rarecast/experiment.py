@@ -12,11 +12,14 @@ An experiment is a YAML mapping (read with ``yaml.safe_load``); paths in it are 
     tau: [0.5]                   # behavior-frequency thresholds (default 0.5)
     method: null                 # tail estimator (default: rarecast's default for the score kind)
     level: 0.9                   # interval level
+    max_failures: 0.1            # failed queries tolerated: a count or a fraction (default: fail only if all do)
     out: results/                # output folder (default: <file stem>-results beside the file)
 
 :func:`run_experiment` checks everything it can before it writes anything, then scores into
 ``out/run.db`` (resumably: a rerun scores only what is missing), fits, forecasts and writes
-``out/queries.jsonl``, ``out/forecast.json``, ``out/report.html`` and the report's PNG plots.
+``out/queries.jsonl``, ``out/forecast.json``, ``out/report.html`` and the report's PNG plots. A run whose
+scoring failed (more failed queries than ``max_failures`` allows; see :class:`rarecast.scoring.FailureLimit`)
+raises :class:`~rarecast.errors.RunFailed` after scoring and writes no forecast or report.
 """
 
 from __future__ import annotations
@@ -31,9 +34,11 @@ from rarecast.errors import InputError
 from rarecast.forecast import DEFAULT_N, DEFAULT_TAU, forecast_result
 from rarecast.queries import Query, load_queries
 from rarecast.query_building import BuildReport, build_queries, load_spec, write_queries
+from rarecast.scoring import FailureLimit
 from rarecast.yaml_files import read_yaml_mapping
 
-_KEYS = {"name", "queries", "model", "model_options", "behavior", "n", "tau", "method", "level", "out"}
+_KEYS = {"name", "queries", "model", "model_options", "behavior", "n", "tau", "method", "level", "max_failures",
+         "out"}
 _QUERY_FORMS = {"file", "build", "generate"}
 _SPEC_SUFFIXES = {".yaml", ".yml"}
 
@@ -53,6 +58,7 @@ class Experiment:
     level: float
     out: Path
     source: str | None = None
+    max_failures: FailureLimit = FailureLimit()
 
 
 @dataclass
@@ -117,6 +123,10 @@ def _parse(raw: dict, file: str | None, base: Path, out: Path | None, default_ou
     out_raw = raw.get("out")
     if out is None and out_raw is not None and not isinstance(out_raw, str):
         raise fail("out", "must be a folder path")
+    try:
+        max_failures = FailureLimit.parse(raw.get("max_failures"), name="it")
+    except InputError as exc:
+        raise fail("max_failures", exc.problem) from None
     return Experiment(
         name=name,
         queries=_query_source(raw["queries"], base, fail),
@@ -129,6 +139,7 @@ def _parse(raw: dict, file: str | None, base: Path, out: Path | None, default_ou
         level=_numbers(raw.get("level", 0.9), "level", lambda v: 0 < v < 1, "in (0, 1)", fail)[0],
         out=out if out is not None else (base / out_raw if out_raw else default_out),
         source=file,
+        max_failures=max_failures,
     )
 
 
@@ -198,17 +209,21 @@ def run_experiment(
     out: str | Path | None = None,
     progress: bool = True,
     console=None,
+    max_failures: FailureLimit | int | float | str | None = None,
 ) -> RunResult:
     """Run one experiment end to end and return its :class:`RunResult`.
 
     ``source`` is an experiment YAML path, a dict of the same form, or an :class:`Experiment`. With
-    ``console`` (a rich Console) the forecast table and the output paths are printed to it.
+    ``console`` (a rich Console) the forecast table and the output paths are printed to it. ``max_failures``
+    overrides the experiment's own (see :class:`rarecast.scoring.FailureLimit`); when more queries fail,
+    :class:`~rarecast.errors.RunFailed` is raised after scoring and no forecast or report is written.
     """
     from rarecast.backends import get_backend
     from rarecast.scoring import score
     from rarecast.store import Store, run_key
 
     exp = source if isinstance(source, Experiment) else load_experiment(source, out=out)
+    limit = exp.max_failures if max_failures is None else FailureLimit.parse(max_failures)
     static_queries, build = _static_queries(exp)  # files and specs are read before anything is written
     backend = get_backend(exp.model, **exp.model_options)
     exp.out.mkdir(parents=True, exist_ok=True)
@@ -217,7 +232,7 @@ def run_experiment(
     write_queries(queries, queries_path)
     store_path = exp.out / "run.db"
     with Store(store_path) as store:
-        summary = score(queries, backend, exp.behavior, store, progress=progress)
+        summary = score(queries, backend, exp.behavior, store, progress=progress, max_failures=limit)
         from rarecast.query_archive import save_query_texts
 
         save_query_texts(store, queries)

@@ -18,7 +18,8 @@ from typing import Any, Sequence
 
 from rarecast.errors import InputError
 from rarecast.queries import Query
-from rarecast.scoring import Progress, ScoreSummary, default_chunk_size, measure_chunk, print_summary
+from rarecast.scoring import (FailureLimit, FailureTally, Progress, ScoreSummary, check_failures, default_chunk_size,
+                              measure_chunk, print_summary)
 from rarecast.store import RunKey, Store
 
 
@@ -100,29 +101,37 @@ def score_ray(
     cpus_per_worker: int = 1,
     chunk_size: int | None = None,
     progress: bool = True,
+    max_failures: FailureLimit | int | float | str | None = None,
 ) -> ScoreSummary:
-    """Score every pending query with ``workers`` Ray actors; the driver writes each chunk to ``store``."""
+    """Score every pending query with ``workers`` Ray actors; the driver writes each chunk to ``store``.
+
+    Failures follow the local engine's rule (:func:`rarecast.scoring.check_failures`, ``max_failures``).
+    """
     import ray
 
     if workers < 1 or cpus_per_worker < 1 or gpus_per_worker < 0:
         raise InputError("--workers and --cpus-per-worker must be >= 1 and --gpus-per-worker >= 0")
+    limit = FailureLimit.parse(max_failures)
     connect(address, workers, cpus_per_worker)
     resources = {"num_cpus": cpus_per_worker, "num_gpus": gpus_per_worker}
     key = ray.get(ray.remote(**resources)(_run_key).remote(model, backend_opts, behavior))
     by_id = {q.id: q for q in queries}
     todo = [by_id[i] for i in store.pending([q.id for q in queries], key)]
     start = time.perf_counter()
-    scored = failed = 0
+    scored, failures = 0, FailureTally()
     reporter = Progress(len(queries), len(queries) - len(todo), None, enabled=progress)
     with reporter:
         for ok, bad in _chunks_from_actors(todo, model, backend_opts, behavior, workers, resources,
                                            chunk_size or default_chunk_size(behavior)):
             store.write(key, ok, bad)
-            scored, failed = scored + len(ok), failed + len(bad)
+            scored += len(ok)
+            failures.add(bad)
             reporter.advance(len(ok) + len(bad))
-    summary = ScoreSummary(total=len(queries), skipped=len(queries) - len(todo), scored=scored, failed=failed,
-                           seconds=time.perf_counter() - start, tokens=None)
+    summary = ScoreSummary(total=len(queries), skipped=len(queries) - len(todo), scored=scored,
+                           failed=len(failures), seconds=time.perf_counter() - start, tokens=None,
+                           reasons=failures.most_common())
     print_summary(summary, key, store)  # the end-of-run summary shows with or without the live bar
+    check_failures(summary, limit)
     return summary
 
 

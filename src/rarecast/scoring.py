@@ -4,23 +4,112 @@
 the rest in chunks, and commits each chunk in one transaction, so a killed run loses at most the chunk in
 flight and a rerun picks up where it stopped. A chunk that raises is retried one query at a time, so one bad
 query becomes one row in the ``failures`` table instead of stopping the run.
+
+The failure rule lives here for every engine and policy (this loop, ``ray_engine.score_ray`` and
+``adaptive.score_adaptive``): each counts its failed queries in a :class:`FailureTally`, reports them in its
+:class:`ScoreSummary` (the failure line names the most common reason and its count) and ends with
+:func:`check_failures`, which raises :class:`~rarecast.errors.RunFailed` when more queries failed than the
+run's :class:`FailureLimit` allows. By default a run fails only when every one of its queries failed.
 """
 
 from __future__ import annotations
 
 import math
+import re
 import time
+from collections import Counter
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Iterable, Sequence
 
 from rarecast.backends.base import Backend
+from rarecast.errors import InputError, RunFailed
 from rarecast.queries import Query
 from rarecast.store import RunKey, Store, run_key
 
 
 @dataclass(frozen=True)
+class FailureLimit:
+    """How many of a run's queries may fail before the run itself fails: at most ``count`` queries, or at most
+    ``fraction`` of them; with neither (the default) the run fails only when every query failed.
+
+    The default keeps a run that scored something usable (a forecast needs the scored queries, not all of
+    them) while a run that scored nothing, such as one against a server that is down, fails loudly. Counts and
+    fractions are of the run's whole query set, queries already stored by an earlier run counting as scored,
+    so a rerun that retries a few failed queries is judged like the first run.
+    """
+
+    count: int | None = None
+    fraction: float | None = None
+
+    def __post_init__(self):
+        if self.count is not None and self.fraction is not None:
+            raise InputError("a failure limit is a count or a fraction, not both")
+        if self.count is not None and (isinstance(self.count, bool) or not isinstance(self.count, int)
+                                       or self.count < 0):
+            raise InputError(f"max failures must be a count >= 0, got {self.count!r}")
+        if self.fraction is not None and not 0 <= self.fraction <= 1:
+            raise InputError(f"max failures as a fraction must lie in [0, 1], got {self.fraction!r}")
+
+    @classmethod
+    def parse(cls, value: FailureLimit | int | float | str | None, name: str = "max_failures") -> FailureLimit:
+        """A limit from a count (``5``, ``"5"``), a fraction (``0.1``, ``"0.1"``) or ``None`` (the default).
+
+        Whole numbers written without a decimal point are counts; numbers with one are fractions in [0, 1].
+        ``name`` is what errors call the setting (the CLI passes ``--max-failures``).
+        """
+        if value is None or isinstance(value, FailureLimit):
+            return value or cls()
+        text = str(value).strip()
+        if isinstance(value, bool) or not re.fullmatch(r"\d+|\d*\.\d+", text):
+            raise InputError(f"{name} must be a count (5) or a fraction of the queries (0.1), got {value!r}")
+        if not text.isdigit() and float(text) > 1:
+            raise InputError(f"{name} as a fraction must lie in [0, 1], got {value!r}; a count has no decimal point")
+        return cls(count=int(text)) if text.isdigit() else cls(fraction=float(text))
+
+    def exceeded(self, failed: int, total: int) -> bool:
+        """Whether ``failed`` of ``total`` queries is more than this limit allows."""
+        if failed == 0:
+            return False
+        if self.count is not None:
+            return failed > self.count
+        if self.fraction is not None:
+            return failed > self.fraction * total
+        return failed >= total
+
+    def describe(self) -> str | None:
+        """The limit in words, for the error that reports it (``None`` for the default: "n of n failed" says it)."""
+        if self.count is not None:
+            return f"more than the {self.count} allowed"
+        if self.fraction is not None:
+            return f"more than the {self.fraction * 100:g}% allowed"
+        return None
+
+
+class FailureTally:
+    """Failed queries of one run and why: what every engine counts, so that all report alike."""
+
+    def __init__(self) -> None:
+        self.reasons: dict[str, str] = {}  # query id -> its latest reason
+
+    def add(self, failures: Iterable[tuple[str, str]]) -> None:
+        """Record ``(query_id, reason)`` pairs; a query that fails twice counts once, with its last reason."""
+        for qid, reason in failures:
+            self.reasons[str(qid)] = " ".join(str(reason).split())
+
+    def __len__(self) -> int:
+        return len(self.reasons)
+
+    def most_common(self) -> tuple[tuple[str, int], ...]:
+        """``(reason, count)`` pairs, the most common first."""
+        return tuple(Counter(self.reasons.values()).most_common())
+
+
+@dataclass(frozen=True)
 class ScoreSummary:
-    """What one :func:`score` call did."""
+    """What one scoring run did: queries skipped (already stored), scored and failed, and how fast.
+
+    ``reasons`` holds ``(reason, count)`` of the failed queries, the most common first.
+    """
 
     total: int
     skipped: int
@@ -28,6 +117,22 @@ class ScoreSummary:
     failed: int
     seconds: float
     tokens: int | None
+    reasons: tuple[tuple[str, int], ...] = ()
+
+    def failure_line(self, limit: FailureLimit | None = None) -> str | None:
+        """One line on the failures, naming the most common reason (``None`` when nothing failed), e.g.
+        ``3 of 10 queries failed; most common: ConnectError: ... (3)``; with ``limit``, says it was exceeded."""
+        if not self.failed:
+            return None
+        line = f"{self.failed} of {self.total} queries failed"
+        if limit is not None and limit.describe() is not None:
+            line += f" ({limit.describe()})"
+        if self.reasons:
+            reason, n = self.reasons[0]
+            line += f"; most common: {reason[:300]}{'...' if len(reason) > 300 else ''} ({n})"
+            if len(self.reasons) > 1:
+                line += f"; {len(self.reasons) - 1} other reason{'s' if len(self.reasons) > 2 else ''}"
+        return line
 
     @property
     def queries_per_s(self) -> float:
@@ -40,6 +145,15 @@ class ScoreSummary:
         if self.tokens is None or self.seconds <= 0:
             return None
         return self.tokens / self.seconds
+
+
+def check_failures(summary: ScoreSummary, limit: FailureLimit | int | float | str | None = None) -> None:
+    """The end of every scoring run: raise :class:`~rarecast.errors.RunFailed` when more of its queries failed
+    than ``limit`` allows (see :class:`FailureLimit`; default: every query failed)."""
+    limit = FailureLimit.parse(limit)
+    if limit.exceeded(summary.failed, summary.total):
+        raise RunFailed(f"{summary.failure_line(limit)}; the store's failures table lists each query",
+                        failed=summary.failed, total=summary.total)
 
 
 def default_chunk_size(behavior) -> int:
@@ -60,13 +174,17 @@ def score(
     batch_tokens: int | None = None,
     chunk_size: int | None = None,
     progress: bool = True,
+    report: bool | None = None,
+    max_failures: FailureLimit | int | float | str | None = None,
 ) -> ScoreSummary:
     """Measure ``behavior`` on every query not yet in ``store``, committing each chunk atomically.
 
     ``batch_tokens`` sets the backend's token budget per forward pass where it has one (hf). Returns a
-    :class:`ScoreSummary`; with ``progress`` a rich progress bar (queries/s, tokens/s, ETA) and a summary
-    table are printed to stderr.
+    :class:`ScoreSummary`; with ``progress`` a rich progress bar (queries/s, tokens/s, ETA) is shown, and with
+    ``report`` (default: as ``progress``) a summary table is printed to stderr at the end. Raises :class:`~rarecast.errors.RunFailed`, after storing what was scored,
+    when more queries failed than ``max_failures`` allows (:class:`FailureLimit`; default: all of them).
     """
+    limit = FailureLimit.parse(max_failures)
     if batch_tokens is not None and hasattr(backend, "batch_tokens"):
         backend.batch_tokens = int(batch_tokens)
     key = run_key(backend, behavior)
@@ -77,21 +195,24 @@ def score(
     tokens0 = getattr(backend, "tokens_processed", None)
     start = time.perf_counter()
     reporter = Progress(len(queries), len(queries) - len(todo), backend, enabled=progress)
-    scored = failed = 0
+    scored, failures = 0, FailureTally()
     with reporter:
         for chunk in chunks:
             ok, bad = measure_chunk(chunk, backend, behavior)
             store.write(key, ok, bad)
-            scored, failed = scored + len(ok), failed + len(bad)
+            scored += len(ok)
+            failures.add(bad)
             reporter.advance(len(chunk))
     tokens1 = getattr(backend, "tokens_processed", None)
     summary = ScoreSummary(
-        total=len(queries), skipped=len(queries) - len(todo), scored=scored, failed=failed,
+        total=len(queries), skipped=len(queries) - len(todo), scored=scored, failed=len(failures),
         seconds=time.perf_counter() - start,
         tokens=None if tokens0 is None or tokens1 is None else int(tokens1 - tokens0),
+        reasons=failures.most_common(),
     )
-    if progress:
+    if progress if report is None else report:
         print_summary(summary, key, store)
+    check_failures(summary, limit)
     return summary
 
 
@@ -181,7 +302,12 @@ def print_summary(summary: ScoreSummary, key: RunKey, store: Store) -> None:
     if summary.tokens_per_s is not None:
         rate += f", {summary.tokens_per_s:,.0f} tokens/s"
     table.add_row("time", rate)
-    Console(stderr=True).print(table)
+    console = Console(stderr=True)
+    console.print(table)
+    line = summary.failure_line()
+    if line is not None:  # one unwrapped line, so that a log or a grep sees the reason whole
+        console.print(line, soft_wrap=True, highlight=False, markup=False)
 
 
-__all__ = ["Progress", "ScoreSummary", "measure_chunk", "score", "run_key"]
+__all__ = ["FailureLimit", "FailureTally", "Progress", "ScoreSummary", "check_failures", "measure_chunk", "score",
+           "run_key"]

@@ -2,7 +2,8 @@
 
 Each sub-command lives in its own module and registers itself on :data:`app`. Errors that rarecast raises on
 purpose, and usage errors (a missing or unknown option, an unknown command, a bad option value), print as one
-line and exit with status 2.
+line and exit with status 2; a scoring run that failed (:class:`~rarecast.errors.RunFailed`: too many of its
+queries failed) prints one line and exits with status 1.
 """
 
 from __future__ import annotations
@@ -20,11 +21,13 @@ _click = sys.modules[typer.BadParameter.__module__]
 
 def main() -> None:
     """Entry point of the ``rarecast`` console script."""
-    from rarecast.errors import RarecastError
+    from rarecast.errors import RarecastError, RunFailed
 
     register_commands()
     try:
         status = app(standalone_mode=False, prog_name="rarecast")
+    except RunFailed as exc:
+        _fail(str(exc), status=1)
     except RarecastError as exc:
         _fail(str(exc))
     except getattr(_click, "NoArgsIsHelpError", ()) as exc:  # `rarecast` alone: the help is the answer
@@ -49,7 +52,7 @@ def register_commands() -> None:
     from rarecast.cli import queries, report, run  # noqa: F401
 
 
-def _fail(message: str) -> None:
-    """The one error line (whitespace folded, so a message never spans lines), then exit status 2."""
+def _fail(message: str, status: int = 2) -> None:
+    """The one error line (whitespace folded, so a message never spans lines), then exit ``status``."""
     print(f"rarecast: error: {' '.join(message.split())}", file=sys.stderr)
-    sys.exit(2)
+    sys.exit(status)

@@ -33,16 +33,25 @@ def score_command(
                                   "queries that cannot reach the tail; the behavior's k is the per-query cap."),
     adaptive_first: int = typer.Option(10, "--adaptive-first", help="Samples per query in the first round."),
     adaptive_confidence: float = typer.Option(0.9, "--adaptive-confidence", help="One-sided bound level."),
+    max_failures: Optional[str] = typer.Option(
+        None, "--max-failures", help="Failed queries the run tolerates: a count (5) or a fraction of the queries "
+        "(0.1). More, and the run exits with status 1 (what was scored stays stored). Default: fail only when "
+        "every query failed."),
 ) -> None:
-    """Score QUERIES with MODEL for BEHAVIOR into STORE; a rerun skips rows already stored."""
+    """Score QUERIES with MODEL for BEHAVIOR into STORE; a rerun skips rows already stored.
+
+    Queries that fail are recorded in the store's failures table and named in the end-of-run summary (the most
+    common reason, with its count); a rerun tries them again.
+    """
     from rarecast.behaviors import load_behavior
     from rarecast.backends import get_backend
     from rarecast.errors import InputError
     from rarecast.queries import load_queries
-    from rarecast.scoring import print_summary, score
-    from rarecast.store import Store, check_store_file, run_key
+    from rarecast.scoring import FailureLimit, score
+    from rarecast.store import Store, check_store_file
 
     # Read and check every input before touching the store or loading a model: bad input writes nothing.
+    limit = FailureLimit.parse(max_failures, name="--max-failures")
     qs = load_queries(queries)
     beh = load_behavior(behavior)
     if batch_tokens is not None and batch_tokens < 1:
@@ -65,19 +74,18 @@ def score_command(
 
         with Store(store) as st:
             score_ray(qs, model, opts, beh, st, address=address, workers=workers, gpus_per_worker=gpus_per_worker,
-                      cpus_per_worker=cpus_per_worker, chunk_size=chunk_size, progress=progress)
+                      cpus_per_worker=cpus_per_worker, chunk_size=chunk_size, progress=progress, max_failures=limit)
         return
     backend = get_backend(model, **opts)
     with Store(store) as st:
         if plan is not None:
             from rarecast.adaptive import score_adaptive
 
-            score_adaptive(qs, backend, beh, st, plan, chunk_size=chunk_size or 8)
+            score_adaptive(qs, backend, beh, st, plan, chunk_size=chunk_size or 8, report=True, max_failures=limit)
         else:
-            summary = score(qs, backend, beh, st, batch_tokens=batch_tokens, chunk_size=chunk_size,
-                            progress=progress)
-            if not progress:  # score() prints its summary only beside the bar; --no-progress hides the bar only
-                print_summary(summary, run_key(backend, beh), st)
+            # --no-progress hides the bar only: the end-of-run summary is printed either way
+            score(qs, backend, beh, st, batch_tokens=batch_tokens, chunk_size=chunk_size, progress=progress,
+                  report=True, max_failures=limit)
 
 
 def _adaptive_plan(behavior, first: int, confidence: float):
