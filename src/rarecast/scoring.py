@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Iterable, Sequence
 
 from rarecast.backends.base import Backend
+from rarecast.backends.http import PartialResults
 from rarecast.errors import InputError, RunFailed
 from rarecast.queries import Query
 from rarecast.store import RunKey, Store, run_key
@@ -224,7 +225,7 @@ def measure_chunk(chunk: list[Query], backend, behavior):
         raise
     except Exception as exc:
         if len(chunk) == 1:
-            return [], [(chunk[0].id, f"{type(exc).__name__}: {exc}")]
+            return [], [(chunk[0].id, failure_reason(exc))]
     ok, bad = [], []
     for q in chunk:
         try:
@@ -232,10 +233,21 @@ def measure_chunk(chunk: list[Query], backend, behavior):
         except (KeyboardInterrupt, SystemExit, MemoryError):
             raise
         except Exception as exc:  # recorded per query; never turned into a probability
-            good, failed = [], [(q.id, f"{type(exc).__name__}: {exc}")]
+            good, failed = [], [(q.id, failure_reason(exc))]
         ok += good
         bad += failed
     return ok, bad
+
+
+def failure_reason(exc: Exception) -> str:
+    """Why one query failed, as the failures table records it: the exception's type and message. An HTTP
+    backend's :class:`~rarecast.backends.http.PartialResults` for that one query gives the query's own error
+    without its id ("QueryError: ... answered 400: ..."), so that failures with one cause read alike and the
+    summary can count them."""
+    if isinstance(exc, PartialResults) and len(exc.errors) == 1:
+        (inner,) = exc.errors.values()
+        return f"{type(inner).__name__}: {inner.message}"
+    return f"{type(exc).__name__}: {exc}"
 
 
 def _checked(chunk: list[Query], outcomes):
