@@ -108,8 +108,9 @@ def test_an_experiment_whose_scoring_failed_writes_no_forecast(tmp_path):
                           "out: out\n")
     done = rarecast("run", experiment, "--no-progress")
     assert error_line(done, 1).startswith(f"rarecast: error: 2 of 2 queries failed; most common: {UNREACHABLE}")
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["queries.jsonl", "run.db"]  # no forecast.json,
-    results, failures = store_rows(tmp_path / "out" / "run.db")                                # no report
+    # the queries and the store with its failures; no forecast.json, no report.html
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["queries.jsonl", "run.db"]
+    results, failures = store_rows(tmp_path / "out" / "run.db")
     assert results == [] and len(failures) == 2
 
 

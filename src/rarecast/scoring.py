@@ -182,8 +182,9 @@ def score(
 
     ``batch_tokens`` sets the backend's token budget per forward pass where it has one (hf). Returns a
     :class:`ScoreSummary`; with ``progress`` a rich progress bar (queries/s, tokens/s, ETA) is shown, and with
-    ``report`` (default: as ``progress``) a summary table is printed to stderr at the end. Raises :class:`~rarecast.errors.RunFailed`, after storing what was scored,
-    when more queries failed than ``max_failures`` allows (:class:`FailureLimit`; default: all of them).
+    ``report`` (default: as ``progress``) a summary table is printed to stderr at the end. Raises
+    :class:`~rarecast.errors.RunFailed`, after storing what was scored, when more queries failed than
+    ``max_failures`` allows (:class:`FailureLimit`; default: all of them).
     """
     limit = FailureLimit.parse(max_failures)
     if batch_tokens is not None and hasattr(backend, "batch_tokens"):
