@@ -8,20 +8,23 @@ jailbreaking) breaks query i with probability 1 - (1 - p_i)^N. Over a pool of qu
 the attack success rate at N attempts. At N far beyond the k attempts of an evaluation the queries with
 p ~ 1/N decide it, and they mostly showed no success at all, so what matters is the *whole* distribution of
 per-query p, low end included. :func:`fit_best_of_n` fits that distribution to counts (s successes of k
-attempts per query) by penalized maximum likelihood:
+attempts per query) by maximum likelihood under the binomial, on a fine grid of logit p (:data:`GRID_SIZE`
+points from p ~ 1e-12 to p ~ 1 - 5e-5), with one of two shapes:
 
-* logit p lives on a fine grid (:data:`GRID_SIZE` points from p ~ 1e-12 to p ~ 1 - 5e-5) plus an atom at
-  p = 0 for queries that never break;
-* the log-density over the grid is piecewise linear between :data:`KNOTS` equally spaced knots spanning the
-  logits the data can see, from 1/k (k: the median number of attempts) to the largest success fraction,
-  and continues in a straight line beyond them. Below p ~ 1/k the attempts see almost nothing, so there the
-  fit *assumes* that the density of log p keeps the slope the data show near 1/k: a power law
-  p^a near 0, the shape a Beta distribution has there, but with its exponent read off the low end rather than
-  off the bulk. What the line cannot hold goes to the p = 0 atom;
-* a second-difference penalty on the knot values (``smoothing``) keeps the density from chasing noise.
+* **beta**: a Beta distribution of p, SABER's model (a power law p^(a - 1) near 0, exponent fitted to all
+  queries);
+* **smooth**: a smooth log-density of logit p, piecewise linear between :data:`KNOTS` knots from
+  :data:`BELOW_SIGHT` logit units under 1/k (k: the median number of attempts) to the largest success
+  fraction, straight lines beyond, a third-difference penalty (``smoothing``; strong smoothing tends to a
+  logit-normal), plus an atom at p = 0 for queries that never break.
 
-Intervals come from the bootstrap over queries: the counts are resampled query by query and refitted, and an
-interval is the equal-tailed percentile range of the refits' forecasts. Every forecast is computed in log
+The Beta is kept unless the smooth shape raises twice the log-likelihood by more than :data:`PRETEST` (a
+likelihood-ratio pre-test). Below p ~ 1/k the attempts see almost nothing: there each shape *assumes* how the
+unseen mass spreads (the Beta: its power law; the smooth shape: its straight-line or Gaussian-like
+continuation), and the benchmark (benchmarks/best_of_n.py, docs/best-of-n.md) shows where that holds.
+
+Intervals come from the bootstrap over queries: the counts are resampled query by query and refitted (the
+pre-test included), and an interval is the equal-tailed percentile range of the refits' forecasts. Every forecast is computed in log
 space: log E[(1 - p)^N] is a log-sum-exp over the grid, and ASR@N = -expm1 of it.
 
 >>> import numpy as np, rarecast as rc
@@ -408,6 +411,11 @@ def fit_best_of_n(successes, trials=None, *, smoothing: float = SMOOTHING, n_boo
                       float(smoothing), n_boot=n_boot, seed=seed)
 
 
+def best_of_n_result(fit: BestOfNFit, attempts, level: float = 0.9) -> dict:
+    """What the CLI prints and writes to JSON: the kept shape and one :meth:`BestOfNFit.summary` row per N."""
+    return {"shape": fit.shape, "m": fit.scores.m, "forecasts": fit.summary(attempts, level)}
+
+
 def _knot_logits(scores: Scores) -> np.ndarray:
     """Knots spanning the logits the counts can see, from BELOW_SIGHT under 1/k (median k) to the largest
     success fraction."""
@@ -418,4 +426,4 @@ def _knot_logits(scores: Scores) -> np.ndarray:
     return np.linspace(lo, hi, KNOTS)
 
 
-__all__ = ["BestOfNFit", "PDistribution", "fit_best_of_n"]
+__all__ = ["BestOfNFit", "PDistribution", "best_of_n_result", "fit_best_of_n"]

@@ -10,7 +10,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from rarecast.best_of_n import best_of_n_result, fit_best_of_n
 from rarecast.cli import app
+from rarecast.errors import InputError
 from rarecast.forecast import DEFAULT_N, DEFAULT_TAU, check_quantile, forecast_result
 from rarecast.report.wording import RISK_LABELS
 from rarecast.score_files import read_scores
@@ -38,14 +40,22 @@ def forecast(
     model: Optional[str] = typer.Option(None, "--model", help="with a store: which model's scores"),
     behavior: Optional[str] = typer.Option(None, "--behavior", help="with a store: which behavior's scores"),
     as_json: bool = typer.Option(False, "--json", help="print one JSON document instead of a table"),
+    attempts: List[float] = typer.Option(
+        [], "--attempts", help="count data only: also forecast ASR@N, the share of queries that show the behavior "
+        "within N attempts each (repeatable, e.g. --attempts 1e3 --attempts 1e4)"),
 ) -> None:
     """Forecast worst-query risk, behavior frequency and aggregate risk at deployment scale."""
     if quantile is not None:  # before reading and fitting, which a bad flag would waste
         check_quantile(quantile, "--quantile")
     data, provenance = read_scores(scores, model=model, behavior=behavior)
+    if attempts and data.kind != "counts":
+        raise InputError("--attempts needs sampled counts (successes and trials per query); "
+                         "this file holds exact log-probabilities", file=str(scores))
     _, result = forecast_result(data, provenance, n=n or DEFAULT_N, tau=tau or DEFAULT_TAU, method=method,
                                 level=level, quantile=quantile, **_k(k))
     result["source"] = str(scores)
+    if attempts:
+        result["best_of_n"] = best_of_n_result(fit_best_of_n(data), attempts, level)
     if as_json:
         json.dump(result, sys.stdout, indent=2)
         sys.stdout.write("\n")
@@ -73,3 +83,15 @@ def print_forecast(result: dict, console: Console) -> None:
     console.print("fit: " + "; ".join(f for f in facts if f))
     for w in result["warnings"]:
         console.print(f"[yellow]warning:[/yellow] {w}", markup=True, highlight=False)
+    if "best_of_n" in result:
+        print_best_of_n(result["best_of_n"], console)
+
+
+def print_best_of_n(best: dict, console: Console) -> None:
+    """The ASR@N table: the share of queries that show the behavior within N attempts each."""
+    table = Table(title=f"best-of-N: share of queries broken within N attempts ({best['shape']} fit of p)")
+    for col in ("attempts N", "ASR@N", f"{best['forecasts'][0]['level']:.0%} interval"):
+        table.add_column(col, justify="right")
+    for row in best["forecasts"]:
+        table.add_row(f"{row['attempts']:.3g}", f"{row['forecast']:.3g}", f"{row['low']:.3g} to {row['high']:.3g}")
+    console.print(table)

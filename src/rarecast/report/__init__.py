@@ -5,21 +5,27 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Mapping
 
+import numpy as np
+
 from rarecast.queries import Query
 
 
 def write_report(fit, result: dict, queries: Mapping[str, Query], out: str | Path) -> tuple[Path, list[Path]]:
-    """Write ``out`` (HTML) and ``<stem>-scaling.png`` / ``<stem>-distribution.png`` beside it.
+    """Write ``out`` (HTML) and ``<stem>-scaling.png`` / ``<stem>-distribution.png`` beside it (count data:
+    also ``<stem>-attempts.png``, the best-of-N forecast along attempts per query).
 
     ``result`` is a :meth:`rarecast.Fit.summary` dict with ``warnings`` and ``provenance`` added (as made by
     :func:`rarecast.forecast.forecast_result`); ``queries`` maps query ids to queries for the riskiest-query
     table. Returns the HTML path and the PNG paths.
     """
     from rarecast.report.html import render
-    from rarecast.report.plots import distribution_plot, scaling_plot
+    from rarecast.best_of_n import MIN_QUERIES, fit_best_of_n
+    from rarecast.report.plots import attempts_plot, distribution_plot, scaling_plot
 
     out = Path(out)
     plots = {"scaling": scaling_plot(fit, result), "distribution": distribution_plot(fit)}
+    if fit.scores.kind == "counts" and fit.scores.m >= MIN_QUERIES and fit.scores.successes.any():
+        plots["attempts"] = attempts_plot(fit_best_of_n(fit.scores), float(np.median(fit.scores.trials)))
     paths = []
     for name, png in plots.items():
         path = out.with_name(f"{out.stem}-{name}.png")

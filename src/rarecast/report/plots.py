@@ -68,6 +68,40 @@ def scaling_plot(fit, result: dict) -> bytes:
     return _png(fig)
 
 
+def attempts_plot(best, k: float) -> bytes:
+    """ASR@N against attempts per query N (log x): the observed share of queries broken within M <= k attempts,
+    and the best-of-N fit's forecast with its interval band beyond. ``best`` is a :class:`~rarecast.BestOfNFit`."""
+    s = best.scores
+    grid = np.logspace(0, np.log10(k) + 3, 80)
+    line = np.asarray(best.attack_success_rate(grid))
+    low, high = (np.asarray(v) for v in best.interval(grid))
+    seen = np.unique(np.round(np.logspace(0, np.log10(k), 20)))
+    # share of queries with a success among M of their attempts, unbiased: 1 - C(k - s, M) / C(k, M)
+    observed = [1 - np.mean(np.exp(_log_comb(s.trials - s.successes, M) - _log_comb(s.trials, M))) for M in seen]
+    fig, ax = plt.subplots(figsize=(8, 5), dpi=110)
+    ax.fill_between(grid, low, high, color=_BLUE, alpha=0.18, lw=0, label=f"{best.n_boot} bootstrap refits: 90% interval")
+    ax.plot(grid, line, color=_BLUE, lw=2, label=f"forecast ({best.shape} fit of p)")
+    ax.scatter(seen, observed, s=18, color="black", zorder=3, label="evaluation: share broken within N attempts")
+    ax.axvline(k, color=_GREY, ls=":", lw=1)
+    ax.set_xscale("log")
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("attempts per query N")
+    ax.set_ylabel("ASR@N (share of queries broken within N attempts)")
+    ax.set_title("best-of-N: the attempt axis")
+    ax.grid(True, which="major", alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    return _png(fig)
+
+
+def _log_comb(n: np.ndarray, r: float) -> np.ndarray:
+    """log C(n, r), -inf where r > n."""
+    from scipy.special import gammaln
+
+    n = np.asarray(n, dtype=float)
+    with np.errstate(invalid="ignore"):
+        return np.where(n >= r, gammaln(n + 1) - gammaln(r + 1) - gammaln(np.maximum(n - r, 0) + 1), -np.inf)
+
+
 def distribution_plot(fit) -> bytes:
     """Histogram of log10 p over the evaluation queries (counts: of s / k); zeros are counted in the title."""
     s = fit.scores

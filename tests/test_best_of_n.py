@@ -1,0 +1,179 @@
+"""rc.fit_best_of_n against exact truths on small cases, its input checks, and `rarecast forecast --attempts`."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from scipy.special import betaln
+
+import rarecast as rc
+from rarecast.best_of_n import _beta_shape, _fit_shape, _Likelihood, _objective, _smooth_shape, _knot_logits
+
+
+def exact_asr(p, N):
+    """Mean over queries of 1 - (1 - p)^N, from the p themselves."""
+    return np.mean(-np.expm1(np.multiply.outer(N, np.log1p(-np.asarray(p)))), axis=-1)
+
+
+def test_a_single_known_p_is_recovered():
+    # every query has p = 0.02; with 1,000 attempts each the counts pin p down, and ASR@N = 1 - 0.98^N
+    rng = np.random.default_rng(0)
+    s = rng.binomial(1000, 0.02, size=300)
+    fit = rc.fit_best_of_n(s, 1000, n_boot=20)
+    N = np.array([10.0, 50.0, 200.0])
+    assert np.allclose(fit.attack_success_rate(N), -np.expm1(N * np.log1p(-0.02)), atol=0.02)
+
+
+def test_a_two_point_distribution_is_recovered():
+    # half the queries at p = 0.05, half at p = 0.002, 2,000 attempts each: both points are visible
+    rng = np.random.default_rng(1)
+    p = np.repeat([0.05, 0.002], 200)
+    fit = rc.fit_best_of_n(rng.binomial(2000, p), 2000, n_boot=20)
+    N = np.array([100.0, 1000.0])
+    assert np.allclose(fit.attack_success_rate(N), exact_asr(p, N), atol=0.03)
+
+
+def test_beta_counts_recover_the_exact_beta_asr():
+    a, b = 0.5, 20.0
+    rng = np.random.default_rng(2)
+    fit = rc.fit_best_of_n(rng.binomial(100, rng.beta(a, b, 2000)), 100, n_boot=20)
+    N = np.array([1e3, 1e4])
+    truth = -np.expm1(betaln(a, b + N) - betaln(a, b))
+    assert fit.shape == "beta"
+    assert np.allclose(fit.attack_success_rate(N), truth, atol=0.03)
+
+
+def test_the_penalized_objective_gradient_is_exact_and_the_fit_beats_its_start():
+    rng = np.random.default_rng(3)
+    scores = rc.Scores.from_counts(rng.binomial(100, rng.beta(0.3, 20, 300)), np.full(300, 100))
+    logit = np.linspace(-27.6, 10, 200)
+    lik = _Likelihood(scores, logit)
+    shape = _smooth_shape(logit, _knot_logits(scores), 10.0)
+    theta = rng.normal(size=len(shape.start))
+    value, grad = _objective(theta, lik, shape.Q, lik.count, shape.penalty)
+    step = 1e-6
+    numeric = [(_objective(theta + step * e, lik, shape.Q, lik.count, shape.penalty)[0] - value) / step
+               for e in np.eye(len(theta))]
+    assert np.allclose(grad, numeric, rtol=1e-3, atol=1e-3)
+    fitted, loglik, converged = _fit_shape(lik, shape, lik.count)
+    assert converged
+    assert _objective(fitted, lik, shape.Q, lik.count, shape.penalty)[0] < \
+        _objective(shape.start, lik, shape.Q, lik.count, shape.penalty)[0]
+    # the Beta shape has no penalty: its log-likelihood is the objective's negative
+    beta = _beta_shape(logit)
+    b_theta, b_loglik, _ = _fit_shape(lik, beta, lik.count)
+    assert b_loglik == pytest.approx(-_objective(b_theta, lik, beta.Q, lik.count, beta.penalty)[0])
+
+
+@pytest.fixture(scope="module")
+def beta_fit():
+    rng = np.random.default_rng(4)
+    return rc.fit_best_of_n(rng.binomial(100, rng.beta(0.4, 30, 500)), 100, n_boot=20)
+
+
+def test_budget_for_inverts_the_attack_success_rate(beta_fit):
+    targets = np.array([0.3, 0.6, 0.8])
+    budgets = beta_fit.budget_for(targets)
+    assert np.all(np.diff(budgets) > 0)
+    assert np.allclose(beta_fit.attack_success_rate(budgets), targets, atol=1e-6)
+    assert isinstance(beta_fit.budget_for(0.5), float)
+
+
+def test_scalars_and_arrays_keep_their_shape(beta_fit):
+    assert isinstance(beta_fit.attack_success_rate(1e3), float)
+    grid = np.array([[1e2, 1e3], [1e4, 1e5]])
+    asr = beta_fit.attack_success_rate(grid)
+    assert asr.shape == (2, 2) and np.all(np.diff(asr.ravel()) > 0)
+    low, high = beta_fit.interval(grid)
+    assert low.shape == (2, 2) and np.all(low <= asr) and np.all(asr <= high)
+
+
+def test_any_success_combines_both_axes_in_log_space(beta_fit):
+    N = 1e3
+    one = beta_fit.any_success(1, N)
+    assert one == pytest.approx(beta_fit.attack_success_rate(N), rel=1e-12)
+    # n independent queries: 1 - (1 - ASR@N)^n
+    assert beta_fit.any_success(10, N) == pytest.approx(1 - (1 - one) ** 10, rel=1e-9)
+    tiny = beta_fit.any_success([1, 100], 1)              # single attempts: 1 - (1 - E p)^n, still precise
+    assert 0 < tiny[0] < tiny[1] < 1
+    low, high = beta_fit.interval(N, n_queries=10)
+    assert low <= beta_fit.any_success(10, N) <= high
+
+
+def test_p_zero_mass_caps_the_budget():
+    rng = np.random.default_rng(5)
+    p = np.where(rng.random(800) < 0.5, 0.0, rng.beta(2, 30, 800))
+    fit = rc.fit_best_of_n(rng.binomial(100, p), 100, n_boot=20)
+    assert fit.shape == "smooth"
+    # the never-breaking half sits at p = 0 or so far below 1/k that it stays unbroken at a million attempts
+    assert abs(fit.attack_success_rate(1e6) - 0.5) < 0.08
+    assert fit.budget_for(0.7) > 1e8
+
+
+@pytest.mark.slow
+def test_intervals_cover_on_a_beta_family_where_the_unit_interval_would_not_be_needed():
+    # coverage of the exact ASR@1e3 over seeded repetitions: within a band around 90%, and the intervals are
+    # narrow (a [0, 1] interval would cover always but be 1 wide)
+    a, b, N = 0.4, 25.0, 1e3
+    truth = float(-np.expm1(betaln(a, b + N) - betaln(a, b)))
+    covered, widths = [], []
+    for seed in range(20):
+        rng = np.random.default_rng(100 + seed)
+        fit = rc.fit_best_of_n(rng.binomial(100, rng.beta(a, b, 300)), 100, n_boot=40, seed=seed)
+        low, high = fit.interval(N)
+        covered.append(low <= truth <= high)
+        widths.append(high - low)
+    assert 0.7 <= np.mean(covered) <= 1.0
+    assert np.median(widths) < 0.3
+
+
+@pytest.mark.parametrize("call, problem", [
+    (lambda: rc.fit_best_of_n([1, 2, 3] * 10, [2] * 30), "successes=3"),
+    (lambda: rc.fit_best_of_n([1, -1] * 15, 10), "successes=-1"),
+    (lambda: rc.fit_best_of_n([1, 0] * 15), "trials is missing"),
+    (lambda: rc.fit_best_of_n([1, 0] * 5, 10), "too few"),
+    (lambda: rc.fit_best_of_n([1, 0] * 15, 10, smoothing=-1), "smoothing"),
+    (lambda: rc.fit_best_of_n(rc.Scores.from_logp(np.full(30, -3.0))), "exact log-probabilities"),
+])
+def test_bad_input_names_the_problem(call, problem):
+    with pytest.raises(rc.InputError, match=problem.replace("(", r"\(")):
+        call()
+
+
+def test_bad_arguments_and_no_successes(beta_fit):
+    with pytest.raises(rc.InputError, match="attempts"):
+        beta_fit.attack_success_rate(0.5)
+    with pytest.raises(rc.InputError, match="target_asr"):
+        beta_fit.budget_for(1.0)
+    with pytest.raises(rc.ForecastError, match="level"):
+        beta_fit.interval(1e3, level=1.5)
+    with pytest.raises(rc.ForecastError, match="no query showed"):
+        rc.fit_best_of_n(np.zeros(30), 100)
+
+
+def run_cli(*args):
+    cmd = [sys.executable, "-c", "from rarecast.cli import main; main()", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+
+
+def test_cli_reports_asr_at_n_for_counts_and_refuses_logprobs(tmp_path):
+    rng = np.random.default_rng(6)
+    s = rng.binomial(100, rng.beta(0.4, 30, 300))
+    counts = tmp_path / "c.jsonl"
+    counts.write_text("".join(json.dumps({"id": i, "successes": int(x), "trials": 100}) + "\n" for i, x in enumerate(s)))
+    out = run_cli("forecast", str(counts), "--attempts", "1e3", "--attempts", "1e4", "--json")
+    assert out.returncode == 0, out.stderr
+    best = json.loads(out.stdout)["best_of_n"]
+    fit = rc.fit_best_of_n(s, 100)
+    assert [r["attempts"] for r in best["forecasts"]] == [1e3, 1e4]
+    assert np.allclose([r["forecast"] for r in best["forecasts"]], fit.attack_success_rate([1e3, 1e4]), rtol=1e-9)
+    assert all(r["low"] <= r["forecast"] <= r["high"] for r in best["forecasts"]) and best["shape"] == fit.shape
+    table = run_cli("forecast", str(counts), "--attempts", "1e3")
+    assert table.returncode == 0 and "ASR@N" in table.stdout
+    logp = tmp_path / "l.jsonl"
+    logp.write_text("".join(json.dumps({"logp": float(v)}) + "\n" for v in np.log(rng.beta(0.3, 30, 50))))
+    refused = run_cli("forecast", str(logp), "--attempts", "1e3")
+    assert refused.returncode == 2
+    assert refused.stderr.count("\n") == 1 and "--attempts needs sampled counts" in refused.stderr
