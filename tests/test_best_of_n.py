@@ -9,7 +9,7 @@ import pytest
 from scipy.special import betaln
 
 import rarecast as rc
-from rarecast.best_of_n import _beta_shape, _fit_shape, _Likelihood, _objective, _smooth_shape, _knot_logits
+from rarecast.best_of_n import GRID_LOGIT, GRID_SIZE, _knots, _Likelihood, _model, _newton, _objective
 
 
 def exact_asr(p, N):
@@ -21,7 +21,7 @@ def test_a_single_known_p_is_recovered():
     # every query has p = 0.02; with 1,000 attempts each the counts pin p down, and ASR@N = 1 - 0.98^N
     rng = np.random.default_rng(0)
     s = rng.binomial(1000, 0.02, size=300)
-    fit = rc.fit_best_of_n(s, 1000, n_boot=20)
+    fit = rc.fit_best_of_n(s, 1000)
     N = np.array([10.0, 50.0, 200.0])
     assert np.allclose(fit.attack_success_rate(N), -np.expm1(N * np.log1p(-0.02)), atol=0.02)
 
@@ -30,7 +30,7 @@ def test_a_two_point_distribution_is_recovered():
     # half the queries at p = 0.05, half at p = 0.002, 2,000 attempts each: both points are visible
     rng = np.random.default_rng(1)
     p = np.repeat([0.05, 0.002], 200)
-    fit = rc.fit_best_of_n(rng.binomial(2000, p), 2000, n_boot=20)
+    fit = rc.fit_best_of_n(rng.binomial(2000, p), 2000)
     N = np.array([100.0, 1000.0])
     assert np.allclose(fit.attack_success_rate(N), exact_asr(p, N), atol=0.03)
 
@@ -38,39 +38,35 @@ def test_a_two_point_distribution_is_recovered():
 def test_beta_counts_recover_the_exact_beta_asr():
     a, b = 0.5, 20.0
     rng = np.random.default_rng(2)
-    fit = rc.fit_best_of_n(rng.binomial(100, rng.beta(a, b, 2000)), 100, n_boot=20)
+    fit = rc.fit_best_of_n(rng.binomial(100, rng.beta(a, b, 2000)), 100)
     N = np.array([1e3, 1e4])
     truth = -np.expm1(betaln(a, b + N) - betaln(a, b))
-    assert fit.shape == "beta"
+    assert fit.edf < 4          # the posterior keeps close to a Beta
     assert np.allclose(fit.attack_success_rate(N), truth, atol=0.03)
 
 
-def test_the_penalized_objective_gradient_is_exact_and_the_fit_beats_its_start():
+def test_the_objective_gradient_and_hessian_are_exact_and_newton_finds_the_mode():
     rng = np.random.default_rng(3)
     scores = rc.Scores.from_counts(rng.binomial(100, rng.beta(0.3, 20, 300)), np.full(300, 100))
-    logit = np.linspace(-27.6, 10, 200)
-    lik = _Likelihood(scores, logit)
-    shape = _smooth_shape(logit, _knot_logits(scores), 10.0)
-    theta = rng.normal(size=len(shape.start))
-    value, grad = _objective(theta, lik, shape.Q, lik.count, shape.penalty)
+    logit = np.linspace(*GRID_LOGIT, GRID_SIZE)
+    lik, model = _Likelihood(scores, logit), _model(logit, _knots(scores))
+    P = 10.0 * model.S
+    theta = model.start + 0.1 * rng.normal(size=len(model.start))
+    value, grad, H = _objective(theta, lik, model.X, P)
     step = 1e-6
-    numeric = [(_objective(theta + step * e, lik, shape.Q, lik.count, shape.penalty)[0] - value) / step
-               for e in np.eye(len(theta))]
-    assert np.allclose(grad, numeric, rtol=1e-3, atol=1e-3)
-    fitted, loglik, converged = _fit_shape(lik, shape, lik.count)
-    assert converged
-    assert _objective(fitted, lik, shape.Q, lik.count, shape.penalty)[0] < \
-        _objective(shape.start, lik, shape.Q, lik.count, shape.penalty)[0]
-    # the Beta shape has no penalty: its log-likelihood is the objective's negative
-    beta = _beta_shape(logit)
-    b_theta, b_loglik, _ = _fit_shape(lik, beta, lik.count)
-    assert b_loglik == pytest.approx(-_objective(b_theta, lik, beta.Q, lik.count, beta.penalty)[0])
+    moved = [_objective(theta + step * e, lik, model.X, P) for e in np.eye(len(theta))]
+    assert np.allclose(grad, [(m[0] - value) / step for m in moved], rtol=1e-3, atol=1e-3)
+    assert np.allclose(H, np.array([(m[1] - grad) / step for m in moved]), rtol=1e-3, atol=1e-2)
+    mode, at_mode, chol, converged = _newton(model.start, lik, model.X, P)
+    assert converged and at_mode < _objective(model.start, lik, model.X, P, hessian=False)
+    assert np.linalg.norm(_objective(mode, lik, model.X, P)[1]) < 1e-3
+    assert np.allclose(chol @ chol.T, _objective(mode, lik, model.X, P)[2])
 
 
 @pytest.fixture(scope="module")
 def beta_fit():
     rng = np.random.default_rng(4)
-    return rc.fit_best_of_n(rng.binomial(100, rng.beta(0.4, 30, 500)), 100, n_boot=20)
+    return rc.fit_best_of_n(rng.binomial(100, rng.beta(0.4, 30, 500)), 100)
 
 
 def test_budget_for_inverts_the_attack_success_rate(beta_fit):
@@ -105,8 +101,7 @@ def test_any_success_combines_both_axes_in_log_space(beta_fit):
 def test_p_zero_mass_caps_the_budget():
     rng = np.random.default_rng(5)
     p = np.where(rng.random(800) < 0.5, 0.0, rng.beta(2, 30, 800))
-    fit = rc.fit_best_of_n(rng.binomial(100, p), 100, n_boot=20)
-    assert fit.shape == "smooth"
+    fit = rc.fit_best_of_n(rng.binomial(100, p), 100)
     # the never-breaking half sits at p = 0 or so far below 1/k that it stays unbroken at a million attempts
     assert abs(fit.attack_success_rate(1e6) - 0.5) < 0.08
     assert fit.budget_for(0.7) > 1e8
@@ -121,7 +116,7 @@ def test_intervals_cover_on_a_beta_family_where_the_unit_interval_would_not_be_n
     covered, widths = [], []
     for seed in range(20):
         rng = np.random.default_rng(100 + seed)
-        fit = rc.fit_best_of_n(rng.binomial(100, rng.beta(a, b, 300)), 100, n_boot=40, seed=seed)
+        fit = rc.fit_best_of_n(rng.binomial(100, rng.beta(a, b, 300)), 100, seed=seed)
         low, high = fit.interval(N)
         covered.append(low <= truth <= high)
         widths.append(high - low)
@@ -134,7 +129,7 @@ def test_intervals_cover_on_a_beta_family_where_the_unit_interval_would_not_be_n
     (lambda: rc.fit_best_of_n([1, -1] * 15, 10), "successes=-1"),
     (lambda: rc.fit_best_of_n([1, 0] * 15), "trials is missing"),
     (lambda: rc.fit_best_of_n([1, 0] * 5, 10), "too few"),
-    (lambda: rc.fit_best_of_n([1, 0] * 15, 10, smoothing=-1), "smoothing"),
+    (lambda: rc.fit_best_of_n([1, 0] * 15, 10, n_draws=5), "n_draws"),
     (lambda: rc.fit_best_of_n(rc.Scores.from_logp(np.full(30, -3.0))), "exact log-probabilities"),
 ])
 def test_bad_input_names_the_problem(call, problem):
@@ -169,7 +164,7 @@ def test_cli_reports_asr_at_n_for_counts_and_refuses_logprobs(tmp_path):
     fit = rc.fit_best_of_n(s, 100)
     assert [r["attempts"] for r in best["forecasts"]] == [1e3, 1e4]
     assert np.allclose([r["forecast"] for r in best["forecasts"]], fit.attack_success_rate([1e3, 1e4]), rtol=1e-9)
-    assert all(r["low"] <= r["forecast"] <= r["high"] for r in best["forecasts"]) and best["shape"] == fit.shape
+    assert all(r["low"] <= r["forecast"] <= r["high"] for r in best["forecasts"]) and best["edf"] == fit.edf
     table = run_cli("forecast", str(counts), "--attempts", "1e3")
     assert table.returncode == 0 and "ASR@N" in table.stdout
     logp = tmp_path / "l.jsonl"

@@ -7,31 +7,33 @@ jailbreaking) breaks query i with probability 1 - (1 - p_i)^N. Over a pool of qu
 
 the attack success rate at N attempts. At N far beyond the k attempts of an evaluation the queries with
 p ~ 1/N decide it, and they mostly showed no success at all, so what matters is the *whole* distribution of
-per-query p, low end included. :func:`fit_best_of_n` fits that distribution to counts (s successes of k
-attempts per query) by maximum likelihood under the binomial, on a fine grid of logit p (:data:`GRID_SIZE`
-points from p ~ 1e-12 to p ~ 1 - 5e-5), with one of two shapes:
+per-query p, low end included. :func:`fit_best_of_n` puts a posterior on that distribution from counts (s
+successes of k attempts per query), under the exact binomial likelihood on a fine grid of logit p
+(:data:`GRID_SIZE` points from p ~ 1e-12 to p ~ 1 - 5e-5):
 
-* **beta**: a Beta distribution of p, SABER's model (a power law p^(a - 1) near 0, exponent fitted to all
-  queries);
-* **smooth**: a smooth log-density of logit p, piecewise linear between :data:`KNOTS` knots from
-  :data:`BELOW_SIGHT` logit units under 1/k (k: the median number of attempts) to the largest success
-  fraction, straight lines beyond, a third-difference penalty (``smoothing``; strong smoothing tends to a
-  logit-normal), plus an atom at p = 0 for queries that never break.
+* **the family**: a Beta distribution of p (SABER's model) times a smooth correction: the log-density of
+  logit p is a logit p + b log(1 - p) plus a piecewise-linear function between knots :data:`KNOT_SPACING`
+  apart, from :data:`BELOW_SIGHT` logit units under 1/k (k: the median number of attempts) to
+  :data:`ABOVE_TOP` over the largest success fraction, held at 0 on the end knots and beyond them;
+* **the prior**: a penalty lambda/2 times the sum of squared second differences of the knot values. The Beta
+  is free, so a large lambda is a Beta and a small one follows the counts closely;
+* **the posterior**: for each lambda in :data:`SMOOTHINGS` the mode (damped Newton with the exact Hessian) and
+  a Laplace approximation N(mode, H^-1); the lambdas are weighted by their Laplace evidence (a flat prior
+  on log lambda), so the data choose between a Beta and a looser shape instead of a pre-test.
 
-The Beta is kept unless the smooth shape raises twice the log-likelihood by more than :data:`PRETEST` (a
-likelihood-ratio pre-test). Below p ~ 1/k the attempts see almost nothing: there each shape *assumes* how the
-unseen mass spreads (the Beta: its power law; the smooth shape: its straight-line or Gaussian-like
-continuation), and the benchmark (benchmarks/best_of_n.py, docs/best-of-n.md) shows where that holds.
-
-Intervals come from the bootstrap over queries: the counts are resampled query by query and refitted (the
-pre-test included), and an interval is the equal-tailed percentile range of the refits' forecasts. Every forecast is computed in log
+The point forecast reads the modes' distributions of p mixed by the lambdas' weights (the posterior mean
+of the masses forecast lower on every benchmark family: draws that send mass far below sight pull it down);
+an interval is the equal-tailed range of the forecast over ``n_draws`` posterior draws. Below p ~ 1/k the
+attempts see almost nothing: below the lowest knot the Beta's power law p^(a - 1) *assumes* how the unseen
+mass spreads, and the benchmark
+(benchmarks/best_of_n.py, docs/best-of-n.md) shows where that holds. Every forecast is computed in log
 space: log E[(1 - p)^N] is a log-sum-exp over the grid, and ASR@N = -expm1 of it.
 
 >>> import numpy as np, rarecast as rc
 >>> rng = np.random.default_rng(0)
 >>> p = rng.beta(0.4, 30, size=500)                    # per-query probabilities (unknown in practice)
 >>> s = rng.binomial(100, p)                            # 100 attempts per query
->>> fit = rc.fit_best_of_n(s, 100, n_boot=50)
+>>> fit = rc.fit_best_of_n(s, 100)
 >>> bool(0 < fit.attack_success_rate(1e3) < fit.attack_success_rate(1e4) < 1)
 True
 >>> low, high = fit.interval(1e4)
@@ -45,7 +47,7 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 import numpy as np
-from scipy.optimize import minimize
+from scipy.linalg import cho_solve, solve_triangular
 from scipy.special import gammaln, log_expit, logsumexp
 
 from rarecast.errors import ForecastError, InputError
@@ -55,34 +57,32 @@ from rarecast.scores import Scores
 #: Points of the logit-p grid, and its ends (p from about 1e-12 to 1 - 5e-5).
 GRID_SIZE = 200
 GRID_LOGIT = (-27.6, 10.0)
-#: Knots of the smooth log-density, how far (in logit) they reach below 1/k, and the default weight of the
-#: third-difference penalty on their values.
-KNOTS = 12
-BELOW_SIGHT = 4.0
-SMOOTHING = 10.0
-#: The smooth fit replaces the Beta when twice its log-likelihood gain exceeds this.
-PRETEST = 10.0
-#: Fewest queries a fit takes, and fewest bootstrap refits behind an interval.
+#: Logit units between the knots of the smooth correction, how far its knots reach below logit(1/k) (None:
+#: down to the grid's floor) and above the largest success fraction's logit.
+KNOT_SPACING = 0.75
+BELOW_SIGHT = 2.0
+ABOVE_TOP = 3.0
+#: Weights of the second-difference penalty the posterior averages over (lambda; large: a Beta).
+SMOOTHINGS = tuple(10.0 ** np.arange(-1.0, 5.5, 1.0))
+#: Most Newton steps per fit, and the Newton decrement (twice the log-likelihood still to gain) under which a
+#: fit whose line search stalls on rounding counts as converged: a gain under 0.005 moves the mode by about a
+#: tenth of a posterior standard deviation or less.
+MAX_NEWTON = 100
+NEWTON_TOL = 1e-2
+#: Fewest queries a fit takes, and fewest posterior draws behind an interval.
 MIN_QUERIES = 20
-MIN_BOOT = 20
+MIN_DRAWS = 20
+
 
 
 @dataclass(frozen=True)
 class PDistribution:
-    """Distributions of per-query p on a shared logit grid: one row per fit (the point fit or a refit).
-
-    ``zero_mass[r]`` is the mass at p = 0 and ``log_weights[r, j]`` the log of the mass at ``logit[j]``;
-    each row sums to one with its zero mass.
+    """Distributions of per-query p on a shared logit grid: one row per distribution (the point forecast's, or
+    one posterior draw each). ``log_weights[r, j]`` is the log of row r's mass at ``logit[j]``; rows sum to one.
     """
 
     logit: np.ndarray        # (G,)
     log_weights: np.ndarray  # (R, G)
-    log_zero: np.ndarray     # (R,)  log of the mass at p = 0
-
-    @property
-    def zero_mass(self) -> np.ndarray:
-        """Mass at p = 0 (queries that never show the behavior), one per row."""
-        return np.exp(self.log_zero)
 
     def log_none(self, attempts: np.ndarray) -> np.ndarray:
         """log E[(1 - p)^N] for each row and each N in ``attempts``; shape (R, len(attempts)).
@@ -91,8 +91,7 @@ class PDistribution:
         """
         log_q = log_expit(-self.logit)                                        # (G,)
         terms = self.log_weights[:, None, :] + attempts[None, :, None] * log_q  # (R, A, G)
-        grid = logsumexp(terms, axis=2)
-        return np.logaddexp(grid, self.log_zero[:, None])
+        return logsumexp(terms, axis=2)
 
     def asr(self, attempts: np.ndarray) -> np.ndarray:
         """ASR@N = 1 - E[(1 - p)^N] for each row and each N; shape (R, len(attempts))."""
@@ -140,110 +139,169 @@ def _counts(successes, trials) -> Scores:
 class _Likelihood:
     """The binomial likelihood of the distinct (successes, trials) pairs at every grid point.
 
-    ``log_lik[d, j]`` is log Binomial(s_d | k_d, p_j) and ``count[d]`` how many queries show pair d, so a
-    bootstrap resample is just other counts over the same pairs.
+    ``log_lik[d, j]`` is log Binomial(s_d | k_d, p_j) and ``count[d]`` how many queries show pair d.
     """
 
     def __init__(self, scores: Scores, logit: np.ndarray):
-        pairs, self.inverse, count = np.unique(np.stack([scores.successes, scores.trials], axis=1), axis=0,
-                                               return_inverse=True, return_counts=True)
+        pairs, count = np.unique(np.stack([scores.successes, scores.trials], axis=1), axis=0, return_counts=True)
         self.count = count.astype(float)
         s, k = (pairs[:, 0:1].astype(float), pairs[:, 1:2].astype(float))
         log_comb = gammaln(k + 1) - gammaln(s + 1) - gammaln(k - s + 1)
         self.log_lik = log_comb + s * log_expit(logit) + (k - s) * log_expit(-logit)   # (D, G)
-        self.zero_lik = np.where(s[:, 0] == 0, 0.0, -np.inf)                         # p = 0: all failures
 
 
-def _basis(logit: np.ndarray, knots: np.ndarray) -> np.ndarray:
-    """Piecewise-linear interpolation between knot values, extended as straight lines past both ends.
+class _Model(NamedTuple):
+    """The log-linear family: unnormalized log-masses on the grid are ``X @ theta`` (G, P); ``S`` (P, P) is the
+    penalty (zero on the Beta's two columns), ``rank`` its rank, ``start`` where the first Newton run starts."""
 
-    Returns Q of shape (G, K) with log-density = Q @ values: hat functions inside, and the first and last
-    segments' lines continued outside.
+    X: np.ndarray
+    S: np.ndarray
+    rank: int
+    start: np.ndarray   # Beta(0.5, 20): where the strongest penalty's Newton run starts
+
+
+def _model(logit: np.ndarray, knots: np.ndarray) -> _Model:
+    """The Beta-times-smooth-correction family on the grid ``logit`` with correction knots ``knots`` (equally
+    spaced): columns logit p and log(1 - p) (the Beta), then the hat functions of the inner knots. The
+    correction is held at 0 on the end knots and outside them, so past the knots the Beta's power laws rule."""
+    h = knots[1] - knots[0]
+    inside = (logit > knots[0]) & (logit < knots[-1])
+    pos = np.clip(np.searchsorted(knots, logit, side="right") - 1, 0, len(knots) - 2)
+    frac = (logit - knots[pos]) / h
+    hats = np.zeros((len(logit), len(knots)))
+    rows = np.flatnonzero(inside)
+    hats[rows, pos[rows]] = 1 - frac[rows]
+    hats[rows, pos[rows] + 1] = frac[rows]
+    X = np.column_stack([logit, log_expit(-logit), hats[:, 1:-1]])
+    D2 = np.diff(np.eye(len(knots)), n=2, axis=0)[:, 1:-1]      # second differences of (0, theta, 0)
+    S = np.zeros((X.shape[1], X.shape[1]))
+    S[2:, 2:] = D2.T @ D2
+    start = np.append([0.5, 20.5], np.zeros(len(knots) - 2))   # 0.5 logit + 20.5 log(1 - p): Beta(0.5, 20)
+    return _Model(X, S, int(np.linalg.matrix_rank(S)), start)
+
+
+def _knots(scores: Scores) -> np.ndarray:
+    """Knots KNOT_SPACING apart from BELOW_SIGHT logit units under 1/k (k: the median number of attempts; None:
+    the grid's floor) to ABOVE_TOP over the largest success fraction (at most the grid's top)."""
+    k = max(float(np.median(scores.trials)), 2.0)
+    top = min(float((scores.successes / scores.trials).max()), 1 - 0.5 / k)
+    lo = GRID_LOGIT[0] if BELOW_SIGHT is None else float(-np.log(k - 1)) - BELOW_SIGHT
+    hi = min(float(np.log(top) - np.log1p(-top)) + ABOVE_TOP, GRID_LOGIT[1])
+    return lo + KNOT_SPACING * np.arange(max(int(np.ceil((hi - lo) / KNOT_SPACING)), 3) + 1)
+
+
+def _objective(theta: np.ndarray, lik: _Likelihood, X: np.ndarray, P: np.ndarray, hessian: bool = True):
+    """Penalized negative log-likelihood of parameters ``theta`` (P,), with its gradient and Hessian.
+
+    ``X`` (G, P) maps parameters to unnormalized log-masses on the grid, ``P`` (P, P) is the penalty
+    (lambda S). The Hessian is the complete-data information less the missing information:
+    X' [m (diag w - w w') - diag(c' Pi)] X + (Pi X)' diag(c) (Pi X) + P, with w the grid masses, Pi (D, G) the
+    posterior of each pair over the grid and m the number of queries.
     """
-    K = len(knots)
-    pos = np.clip(np.searchsorted(knots, logit) - 1, 0, K - 2)   # segment of each grid point
-    frac = (logit - knots[pos]) / (knots[pos + 1] - knots[pos])   # < 0 or > 1 outside: straight extension
-    Q = np.zeros((len(logit), K))
-    rows = np.arange(len(logit))
-    Q[rows, pos] = 1 - frac
-    Q[rows, pos + 1] = frac
-    return Q
-
-
-def _objective(theta: np.ndarray, lik: _Likelihood, Q: np.ndarray, count: np.ndarray,
-               penalty: np.ndarray) -> tuple[float, np.ndarray]:
-    """Penalized negative log-likelihood and its gradient.
-
-    ``theta`` is (K + 1,): knot values of the log-density, then the log-odds-like weight of the p = 0 atom.
-    ``Q`` (G, K) maps knot values to the grid, ``count`` (D,) weighs the distinct pairs and ``penalty`` (K, K)
-    is the second-difference penalty matrix.
-    """
-    eta = np.append(Q @ theta[:-1], theta[-1])                      # (G + 1,) unnormalized log-masses
+    eta = X @ theta
     log_w = eta - logsumexp(eta)
-    joint = np.concatenate([lik.log_lik, lik.zero_lik[:, None]], axis=1) + log_w   # (D, G + 1)
-    log_f = logsumexp(joint, axis=1)                                 # (D,)
-    post = np.exp(joint - log_f[:, None])                            # posterior over grid per pair
-    smooth = theta[:-1] @ penalty
-    value = -count @ log_f + 0.5 * smooth @ theta[:-1]
-    g_eta = -(count @ post) + count.sum() * np.exp(log_w)            # d value / d eta
-    grad = np.append(Q.T @ g_eta[:-1] + smooth, g_eta[-1])
-    return float(value), grad
+    joint = lik.log_lik + log_w                                   # (D, G)
+    log_f = logsumexp(joint, axis=1)
+    value = -lik.count @ log_f + 0.5 * theta @ P @ theta
+    if not hessian:
+        return float(value)
+    post = np.exp(joint - log_f[:, None])                         # (D, G)
+    w = np.exp(log_w)
+    m = lik.count.sum()
+    seen = lik.count @ post                                       # (G,)
+    grad = X.T @ (m * w - seen) + P @ theta
+    xw = X.T @ w
+    A = post @ X                                                  # (D, P)
+    H = (X.T * (m * w - seen)) @ X - m * np.outer(xw, xw) + (A.T * lik.count) @ A + P
+    return float(value), grad, H
 
 
-def _log_masses(theta: np.ndarray, Q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Normalized log-masses on the grid and at p = 0 for parameter rows ``theta`` (R, K + 1)."""
-    eta = np.concatenate([theta[:, :-1] @ Q.T, theta[:, -1:]], axis=1)
-    log_w = eta - logsumexp(eta, axis=1, keepdims=True)
-    return log_w[:, :-1], log_w[:, -1]
+def _newton(theta: np.ndarray, lik: _Likelihood, X: np.ndarray, P: np.ndarray):
+    """Minimize :func:`_objective` from ``theta`` by damped Newton steps with a backtracking line search.
 
-
-class _Shape(NamedTuple):
-    """One family of log-densities over the grid: log-masses = Q @ theta[:-1], theta[-1] for p = 0."""
-
-    name: str
-    Q: np.ndarray          # (G, K)
-    penalty: np.ndarray    # (K, K)
-    bounds: list           # K + 1 (low, high) pairs for L-BFGS-B
-    start: np.ndarray      # (K + 1,)
-
-
-def _beta_shape(logit: np.ndarray) -> _Shape:
-    """Beta(a, b) of p, no mass at 0: the density of logit p is p^a (1 - p)^b up to a constant (SABER's model)."""
-    Q = np.stack([log_expit(logit), log_expit(-logit)], axis=1)
-    return _Shape("beta", Q, np.zeros((2, 2)), [(1e-3, 50.0), (0.0, 1e5), (-60.0, -60.0)],
-                  np.array([0.5, 20.0, -60.0]))
-
-
-def _smooth_shape(logit: np.ndarray, knots: np.ndarray, smoothing: float) -> _Shape:
-    """A smooth log-density (piecewise linear between knots, third differences penalized) and a p = 0 atom."""
-    D3 = np.diff(np.eye(len(knots)), n=3, axis=0)
-    bounds = [(None, None)] * len(knots) + [(-60.0, 60.0)]
-    return _Shape("smooth", _basis(logit, knots), smoothing * D3.T @ D3, bounds, np.append(np.zeros(len(knots)), -5.0))
-
-
-def _fit_shape(lik: _Likelihood, shape: _Shape, count: np.ndarray) -> tuple[np.ndarray, float, bool]:
-    """Minimize :func:`_objective` for one shape; returns (theta, log-likelihood, converged)."""
-    res = minimize(_objective, shape.start, args=(lik, shape.Q, count, shape.penalty),
-                   jac=True, method="L-BFGS-B", bounds=shape.bounds, options={"maxiter": 2000})
-    penalty = 0.5 * res.x[:-1] @ shape.penalty @ res.x[:-1]
-    return res.x, float(-res.fun + penalty), bool(res.success)
-
-
-def _fit_select(lik: _Likelihood, shapes: tuple[_Shape, _Shape],
-                count: np.ndarray) -> tuple[np.ndarray, np.ndarray, int, bool]:
-    """Fit the Beta and the smooth shape; keep the Beta unless the smooth fit gains more than PRETEST / 2.
-
-    Returns the kept fit's log-masses on the grid and at 0, which shape (0 Beta, 1 smooth) and convergence.
+    Where the Hessian is not positive definite a multiple of the identity is added until its Cholesky
+    factorization succeeds (Levenberg's damping). Returns (theta, value, Cholesky factor of the Hessian,
+    converged); warm starts (the previous smoothing's mode) take a few steps.
     """
-    fits = [_fit_shape(lik, shape, count) for shape in shapes]
-    pick = int(2 * (fits[1][1] - fits[0][1]) > PRETEST)
-    log_w, log_zero = _log_masses(fits[pick][0][None, :], shapes[pick].Q)
-    return log_w[0], log_zero[0], pick, fits[pick][2]
+    value, grad, H = _objective(theta, lik, X, P)
+    for _ in range(MAX_NEWTON):
+        chol = _damped_cholesky(H)
+        step = -cho_solve((chol, True), grad)
+        decrement = -grad @ step          # twice the gain the quadratic model expects
+        if decrement < 1e-8:
+            return theta, value, chol, True
+        t = 1.0
+        while t > 1e-10:
+            trial = _objective(theta + t * step, lik, X, P, hessian=False)
+            if trial <= value - 1e-4 * t * decrement:
+                break
+            t /= 2
+        else:   # rounding hides the descent: converged if what is left is under NEWTON_TOL
+            return theta, value, chol, decrement < NEWTON_TOL
+        theta = theta + t * step
+        value, grad, H = _objective(theta, lik, X, P)
+    return theta, value, _damped_cholesky(H), False
+
+
+def _damped_cholesky(H: np.ndarray) -> np.ndarray:
+    """Lower Cholesky factor of H + shift I with the smallest shift (0, or 1e-8 * max|diag| doubling) that
+    makes it positive definite. Cholesky rather than an eigendecomposition: LAPACK's divide-and-conquer
+    eigensolver runs threaded BLAS, which costs milliseconds per call on a busy machine."""
+    shift, eye = 0.0, np.eye(len(H))
+    while True:
+        try:
+            return np.linalg.cholesky(H + shift * eye)
+        except np.linalg.LinAlgError:
+            shift = max(2 * shift, 1e-8 * max(float(np.abs(np.diag(H)).max()), 1.0))
+
+
+class _Smoothing(NamedTuple):
+    """The fit at one penalty weight: its mode, the Hessian there, and its Laplace log evidence."""
+
+    smoothing: float
+    theta: np.ndarray    # (P,)
+    chol: np.ndarray     # (P, P) lower Cholesky factor of the Hessian there
+    log_evidence: float
+    edf: float           # effective degrees of freedom: 2 for a Beta, more as the correction loosens
+    converged: bool
+
+
+def _fit_smoothings(lik: _Likelihood, model: _Model, smoothings) -> list[_Smoothing]:
+    """The mode at every penalty weight, strongest first, each Newton run warm-started from the previous one.
+
+    The log evidence is the Laplace approximation -F(mode) + rank/2 log(lambda) - 1/2 log|H| (terms that do not
+    depend on lambda left out), so normalized it is the posterior of lambda under a flat prior on log lambda.
+    """
+    theta = model.start
+    fits = []
+    for lam in sorted(smoothings, reverse=True):
+        theta, value, chol, converged = _newton(theta, lik, model.X, lam * model.S)
+        edf = float(model.X.shape[1] - lam * np.trace(cho_solve((chol, True), model.S)))
+        evidence = -value + 0.5 * model.rank * np.log(lam) - np.log(np.diag(chol)).sum()
+        fits.append(_Smoothing(float(lam), theta, chol, float(evidence), edf, converged))
+    return fits
+
+
+def _draw(fits: list[_Smoothing], X: np.ndarray, n_draws: int, seed) -> tuple[np.ndarray, np.ndarray]:
+    """Posterior draws of the grid's log-masses, (n_draws, G): a penalty weight drawn by its posterior weight,
+    then parameters from the Laplace approximation N(mode, H^-1) at that weight. Also returns the weights."""
+    log_ev = np.array([f.log_evidence for f in fits])
+    weights = np.exp(log_ev - logsumexp(log_ev))
+    rng = np.random.default_rng(seed)
+    which = rng.choice(len(fits), size=n_draws, p=weights)
+    z = rng.standard_normal((n_draws, X.shape[1]))
+    theta = np.empty_like(z)
+    for i, fit in enumerate(fits):
+        rows = which == i
+        if rows.any():   # theta = mode + L^-T z has covariance (L L^T)^-1 = H^-1
+            theta[rows] = fit.theta + solve_triangular(fit.chol, z[rows].T, lower=True, trans="T").T
+    eta = theta @ X.T
+    return eta - logsumexp(eta, axis=1, keepdims=True), weights
 
 
 @dataclass
 class BestOfNFit:
-    """A fitted distribution of per-query p, with forecasts of best-of-N attack success.
+    """A posterior over the distribution of per-query p, with forecasts of best-of-N attack success.
 
     Made by :func:`fit_best_of_n`. Every forecast takes a scalar or an array and returns the same shape.
 
@@ -252,23 +310,25 @@ class BestOfNFit:
     scores : Scores
         The counts it was fitted to.
     distribution : PDistribution
-        The point fit (one row).
-    shape : str
-        ``"beta"`` (a Beta distribution of p, as SABER fits) or ``"smooth"`` (the smooth log-density with a
-        p = 0 atom), whichever the likelihood-ratio pre-test kept.
-    smoothing : float
-        Weight of the smooth shape's third-difference penalty.
-    n_boot, seed : int
-        Bootstrap refits behind the intervals, and their random seed.
+        The modes' distributions of p mixed by the lambdas' weights (one row): every point forecast reads it.
+    posterior : PDistribution
+        ``n_draws`` posterior draws of the distribution of p (one row each): every interval reads them.
+    smoothings, weights : ndarray
+        The penalty weights averaged over, and their posterior weights.
+    edf : float
+        Effective degrees of freedom of the correction to a Beta, posterior-averaged (2: a plain Beta).
+    n_draws, seed : int
+        Posterior draws behind the intervals, and their random seed.
     """
 
     scores: Scores
     distribution: PDistribution
-    shape: str
-    smoothing: float
-    n_boot: int = 200
+    posterior: PDistribution = field(repr=False)
+    smoothings: np.ndarray = field(repr=False)
+    weights: np.ndarray = field(repr=False)
+    edf: float = 2.0
+    n_draws: int = 1000
     seed: int = 0
-    _draws: PDistribution | None = field(default=None, repr=False)
 
     def attack_success_rate(self, attempts):
         """ASR@N: the expected share of queries that show the behavior at least once in N attempts."""
@@ -297,7 +357,8 @@ class BestOfNFit:
     def budget_for(self, target_asr):
         """Attempts per query N at which ASR@N reaches ``target_asr``; inf where the fit never reaches it.
 
-        ASR@N rises with N towards 1 - (mass at p = 0); a target at or above that has no finite budget.
+        ASR@N rises with N towards 1 - (mass at the grid's floor, p ~ 1e-12); a target above that has no
+        finite budget.
         """
         target = np.atleast_1d(np.asarray(target_asr, dtype=float)).ravel()
         if np.any(np.isnan(target) | (target <= 0) | (target >= 1)):
@@ -310,21 +371,8 @@ class BestOfNFit:
         reach = self.distribution.asr(np.array([10.0 ** 40]))[0, 0] >= target
         return _shaped(np.where(reach, 10.0 ** hi, np.inf), target_asr)
 
-    def draws(self) -> PDistribution:
-        """Bootstrap refits over queries (``n_boot`` rows, each with its own pre-test) behind the intervals."""
-        if self._draws is None:
-            if self.n_boot < MIN_BOOT:
-                raise InputError(f"n_boot = {self.n_boot} is too few for an interval; use n_boot >= {MIN_BOOT}")
-            lik, shapes = _setup(self.scores, self.distribution.logit, self.smoothing)
-            rng = np.random.default_rng(self.seed)
-            resampled = rng.multinomial(self.scores.m, lik.count / lik.count.sum(), size=self.n_boot)
-            rows = [_fit_select(lik, shapes, c.astype(float))[:2] for c in resampled]
-            self._draws = PDistribution(self.distribution.logit, np.stack([r[0] for r in rows]),
-                                        np.array([r[1] for r in rows]))
-        return self._draws
-
     def interval(self, attempts, level: float = 0.9, *, n_queries=None) -> ConfidenceInterval:
-        """Equal-tailed bootstrap ``level`` interval of ASR@N, as a named (low, high) pair of the input's shape.
+        """Equal-tailed posterior ``level`` interval of ASR@N, as a named (low, high) pair of the input's shape.
 
         With ``n_queries`` it is the interval of :meth:`any_success` at (n_queries, attempts) instead, with
         the two broadcast against each other.
@@ -332,10 +380,10 @@ class BestOfNFit:
         level = check_quantile(level, "level")
         alpha = (1 - level) / 2
         if n_queries is None:
-            values = self.draws().asr(_at_least_one(attempts))
+            values = self.posterior.asr(_at_least_one(attempts))
             low, high = (_shaped(v, attempts) for v in np.quantile(values, [alpha, 1 - alpha], axis=0))
         else:
-            values = np.asarray(self._any(self.draws(), n_queries, attempts))
+            values = np.asarray(self._any(self.posterior, n_queries, attempts))
             low, high = (v if v.ndim else float(v) for v in np.quantile(values, [alpha, 1 - alpha], axis=0))
         return ConfidenceInterval(low, high)
 
@@ -348,14 +396,8 @@ class BestOfNFit:
                 for n, f, lo, hi in zip(arr, point, low, high)]
 
 
-def _setup(scores: Scores, logit: np.ndarray, smoothing: float) -> tuple[_Likelihood, tuple[_Shape, _Shape]]:
-    """The likelihood table and the two shapes (Beta, smooth) for one data set."""
-    return _Likelihood(scores, logit), (_beta_shape(logit), _smooth_shape(logit, _knot_logits(scores), smoothing))
-
-
-def fit_best_of_n(successes, trials=None, *, smoothing: float = SMOOTHING, n_boot: int = 200,
-                  seed: int = 0) -> BestOfNFit:
-    """Fit the distribution of per-query p to sampled counts, for forecasts of best-of-N attack success.
+def fit_best_of_n(successes, trials=None, *, n_draws: int = 1000, seed: int = 0) -> BestOfNFit:
+    """Fit a posterior over the distribution of per-query p to sampled counts, for best-of-N forecasts.
 
     Parameters
     ----------
@@ -363,13 +405,10 @@ def fit_best_of_n(successes, trials=None, *, smoothing: float = SMOOTHING, n_boo
         Successes per query; or a counts :class:`~rarecast.Scores` (then leave ``trials`` out).
     trials : int or array_like of int
         Attempts per query: one number for every query, or one per query.
-    smoothing : float, default 10.0
-        Weight of the penalty on the smooth log-density's third differences between knots; larger is
-        smoother (towards a logit-normal).
-    n_boot : int, default 200
-        Bootstrap refits over queries behind :meth:`BestOfNFit.interval` (made on first use).
+    n_draws : int, default 1000
+        Posterior draws behind :meth:`BestOfNFit.interval`.
     seed : int, default 0
-        Seed of the bootstrap.
+        Seed of the draws.
 
     Returns
     -------
@@ -381,49 +420,44 @@ def fit_best_of_n(successes, trials=None, *, smoothing: float = SMOOTHING, n_boo
         Counts that are not whole numbers with 0 <= successes <= trials, fewer than :data:`MIN_QUERIES`
         queries, or a bad setting.
     ForecastError
-        No query showed the behavior even once, so the counts say nothing about the scale of p.
+        No query showed the behavior even once, so the counts say nothing about the scale of p; or the fit
+        did not converge.
 
     Examples
     --------
     >>> import rarecast as rc
-    >>> fit = rc.fit_best_of_n([0, 0, 1, 3, 0, 12, 0, 2] * 5, 100, n_boot=20)
-    >>> fit.shape
-    'beta'
+    >>> fit = rc.fit_best_of_n([0, 0, 1, 3, 0, 12, 0, 2] * 5, 100)
     >>> bool(fit.attack_success_rate(100) < fit.attack_success_rate(1e4))
+    True
+    >>> low, high = fit.interval(1e4)
+    >>> bool(low < fit.attack_success_rate(1e4) < high)
     True
     """
     scores = _counts(successes, trials)
     if scores.m < MIN_QUERIES:
         raise InputError(f"{scores.m} queries are too few for a best-of-N fit; score at least {MIN_QUERIES}")
-    if isinstance(smoothing, bool) or not isinstance(smoothing, (int, float)) or not 0 < smoothing < np.inf:
-        raise InputError(f"smoothing must be a positive number, got {smoothing!r}")
-    if isinstance(n_boot, bool) or not isinstance(n_boot, (int, np.integer)) or n_boot < 1:
-        raise InputError(f"n_boot must be a whole number >= 1, got {n_boot!r}")
+    if isinstance(n_draws, bool) or not isinstance(n_draws, (int, np.integer)) or n_draws < MIN_DRAWS:
+        raise InputError(f"n_draws must be a whole number >= {MIN_DRAWS}, got {n_draws!r}")
     if not scores.successes.any():
         raise ForecastError("no query showed the behavior in any attempt, so the counts say nothing about how "
                             "likely it is; try more attempts per query or more queries")
     logit = np.linspace(*GRID_LOGIT, GRID_SIZE)
-    lik, shapes = _setup(scores, logit, float(smoothing))
-    log_w, log_zero, pick, converged = _fit_select(lik, shapes, lik.count)
-    if not converged:
-        raise ForecastError("the best-of-N fit did not converge; check the counts or raise smoothing")
-    return BestOfNFit(scores, PDistribution(logit, log_w[None, :], np.array([log_zero])), shapes[pick].name,
-                      float(smoothing), n_boot=n_boot, seed=seed)
+    model = _model(logit, _knots(scores))
+    fits = _fit_smoothings(_Likelihood(scores, logit), model, SMOOTHINGS)
+    if not all(f.converged for f in fits):
+        raise ForecastError("the best-of-N fit did not converge; check the counts")
+    log_w, weights = _draw(fits, model.X, int(n_draws), seed)
+    eta = np.array([f.theta for f in fits]) @ model.X.T               # the modes, mixed by their weights
+    point = logsumexp(eta - logsumexp(eta, axis=1, keepdims=True) + np.log(weights)[:, None], axis=0)
+    return BestOfNFit(scores, PDistribution(logit, point[None, :]), PDistribution(logit, log_w),
+                      np.array([f.smoothing for f in fits]), weights,
+                      float(weights @ [f.edf for f in fits]), int(n_draws), seed)
 
 
 def best_of_n_result(fit: BestOfNFit, attempts, level: float = 0.9) -> dict:
-    """What the CLI prints and writes to JSON: the kept shape and one :meth:`BestOfNFit.summary` row per N."""
-    return {"shape": fit.shape, "m": fit.scores.m, "forecasts": fit.summary(attempts, level)}
-
-
-def _knot_logits(scores: Scores) -> np.ndarray:
-    """Knots spanning the logits the counts can see, from BELOW_SIGHT under 1/k (median k) to the largest
-    success fraction."""
-    k = max(float(np.median(scores.trials)), 2.0)
-    top = min(float((scores.successes / scores.trials).max()), 1 - 0.5 / k)
-    lo = float(-np.log(k - 1)) - BELOW_SIGHT         # logit(1/k) = -log(k - 1)
-    hi = max(float(np.log(top) - np.log1p(-top)), lo + BELOW_SIGHT + 2.0)
-    return np.linspace(lo, hi, KNOTS)
+    """What the CLI prints and writes to JSON: the fit's effective degrees of freedom, the number of queries
+    and one :meth:`BestOfNFit.summary` row per N."""
+    return {"edf": fit.edf, "m": fit.scores.m, "forecasts": fit.summary(attempts, level)}
 
 
 __all__ = ["BestOfNFit", "PDistribution", "best_of_n_result", "fit_best_of_n"]

@@ -89,7 +89,8 @@ def print_forecast(result: dict, console: Console) -> None:
 
 def print_best_of_n(best: dict, console: Console) -> None:
     """The ASR@N table: the share of queries that show the behavior within N attempts each."""
-    table = Table(title=f"best-of-N: share of queries broken within N attempts ({best['shape']} fit of p)")
+    table = Table(title="best-of-N: share of queries broken within N attempts "
+                        f"(Beta with a smooth correction, {best['edf']:.1f} degrees of freedom)")
     for col in ("attempts N", "ASR@N", f"{best['forecasts'][0]['level']:.0%} interval"):
         table.add_column(col, justify="right")
     for row in best["forecasts"]:

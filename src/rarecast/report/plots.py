@@ -79,8 +79,8 @@ def attempts_plot(best, k: float) -> bytes:
     # share of queries with a success among M of their attempts, unbiased: 1 - C(k - s, M) / C(k, M)
     observed = [1 - np.mean(np.exp(_log_comb(s.trials - s.successes, M) - _log_comb(s.trials, M))) for M in seen]
     fig, ax = plt.subplots(figsize=(8, 5), dpi=110)
-    ax.fill_between(grid, low, high, color=_BLUE, alpha=0.18, lw=0, label=f"{best.n_boot} bootstrap refits: 90% interval")
-    ax.plot(grid, line, color=_BLUE, lw=2, label=f"forecast ({best.shape} fit of p)")
+    ax.fill_between(grid, low, high, color=_BLUE, alpha=0.18, lw=0, label=f"90% interval ({best.n_draws} posterior draws)")
+    ax.plot(grid, line, color=_BLUE, lw=2, label=f"forecast (posterior mean, {best.edf:.1f} degrees of freedom)")
     ax.scatter(seen, observed, s=18, color="black", zorder=3, label="evaluation: share broken within N attempts")
     ax.axvline(k, color=_GREY, ls=":", lw=1)
     ax.set_xscale("log")
