@@ -35,8 +35,8 @@ def forecast(
     level: float = typer.Option(0.9, "--level", help="interval level"),
     quantile: Optional[float] = typer.Option(
         None, "--quantile", help="point forecasts at this quantile, strictly between 0 and 1, of each risk's "
-        "predictive distribution (e.g. 0.75 for a cautious forecast); default: the method's own rule, the "
-        "median for gpd-bayes and binomial"),
+        "predictive distribution (e.g. 0.75 for a cautious forecast); default: the method's own rule, for "
+        "gpd-bayes and binomial the median (the mean for behavior frequency)"),
     model: Optional[str] = typer.Option(None, "--model", help="with a store: which model's scores"),
     behavior: Optional[str] = typer.Option(None, "--behavior", help="with a store: which behavior's scores"),
     as_json: bool = typer.Option(False, "--json", help="print one JSON document instead of a table"),
