@@ -93,23 +93,14 @@ def check(queries: int, k: int) -> None:
     print(json.dumps(result, indent=1))
 
 
-def count_fit(successes: np.ndarray, k: int, n: int, seed: int) -> tuple[float, float, float]:
-    """(forecast, low, high) of the count default's worst-query risk at n; NaN where the fit is refused."""
+def worst_query_fit(data, method: str | None, n: int, seed: int) -> tuple[float, float, float]:
+    """(forecast, low, high) of worst-query risk at n from ``data`` (exact log p or counts); NaN where refused.
+
+    ``method=None`` is rarecast's default for the data's kind (``binomial`` for counts)."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RarecastWarning)
-            fit = rc.fit_tail(rc.Scores.from_counts(successes, np.full(len(successes), k)), n_draws=100, seed=seed)
-            lo, hi = fit.interval("worst_query_risk", n)
-            return float(fit.worst_query_risk(n)), float(lo), float(hi)
-    except ForecastError:
-        return (np.nan,) * 3
-
-
-def exact_fit(logp: np.ndarray, method: str, n: int, seed: int) -> tuple[float, float, float]:
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RarecastWarning)
-            fit = rc.fit_tail(logp, method=method, n_draws=100, seed=seed)
+            fit = rc.fit_tail(data, method=method, n_draws=100, seed=seed)
             lo, hi = fit.interval("worst_query_risk", n)
             return float(fit.worst_query_risk(n)), float(lo), float(hi)
     except ForecastError:
@@ -123,9 +114,10 @@ def backtest_design(pool: str, m: int, k: int, trials: int) -> list[dict]:
     splits = draw_splits(logp, m, np.array([float(n)]), trials, 0.5, rng)
     truth = splits.truth["worst_query_risk"][:, 0]
     counts = rng.binomial(k, np.exp(splits.eval_logp))
-    results = {"binomial (counts)": [count_fit(c, k, n, t) for t, c in enumerate(counts)]}
+    results = {"binomial (counts)": [worst_query_fit(rc.Scores.from_counts(c, np.full(m, k)), None, n, t)
+                                     for t, c in enumerate(counts)]}
     for method in EXACT:
-        results[f"{method} (exact)"] = [exact_fit(row, method, n, t) for t, row in enumerate(splits.eval_logp)]
+        results[f"{method} (exact)"] = [worst_query_fit(row, method, n, t) for t, row in enumerate(splits.eval_logp)]
     rows = []
     for method, out in results.items():
         f, lo, hi = (np.array(a) for a in zip(*out))
