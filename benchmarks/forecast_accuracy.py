@@ -39,10 +39,10 @@ import pyarrow.parquet as pq
 
 import rarecast as rc
 from rarecast.errors import ForecastError, RarecastWarning
-from rarecast.risks import max_quantile_psi
+from rarecast.forecasting.risks import max_quantile_psi
 from rarecast.scores import p_from_psi
-from rarecast.synthetic import FAMILIES
-from rarecast.tail import DEFAULT_COUNTS, DEFAULT_EXACT
+from rarecast.evaluation.synthetic import FAMILIES
+from rarecast.forecasting.tail import DEFAULT_COUNTS, DEFAULT_EXACT
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "experiments" / "data"

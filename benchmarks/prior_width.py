@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import forecast_accuracy as fa  # noqa: E402
 
 import rarecast as rc  # noqa: E402
-from rarecast.risks import max_quantile_psi  # noqa: E402
+from rarecast.forecasting.risks import max_quantile_psi  # noqa: E402
 from rarecast.scores import p_from_psi  # noqa: E402
 
 warnings.simplefilter("ignore")

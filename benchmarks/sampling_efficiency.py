@@ -1,11 +1,11 @@
 """Adaptive vs uniform sampling: forecast error against total samples, on a pool with known probabilities.
 
-No model: each query's p is known (an exponential tail in psi, the family rarecast.synthetic calls
+No model: each query's p is known (an exponential tail in psi, the family rarecast.evaluation.synthetic calls
 "exponential", shifted so that the top few percent of queries have p of a few percent and more), and a
 sample is a Bernoulli draw. For each of ``splits`` evaluation sets of m queries:
 
 * uniform: k samples per query, k in UNIFORM_K;
-* adaptive (rarecast.adaptive): rounds with early stopping, for several ``max_trials`` caps;
+* adaptive (rarecast.elicitation.adaptive): rounds with early stopping, for several ``max_trials`` caps;
 
 then the default count fit (binomial) forecasts the worst-query risk at n = 100 m, scored as the absolute
 log10 error against the exact truth. ``sample_reduction`` is the total samples of uniform k = 200 over the
@@ -25,7 +25,7 @@ import warnings
 import numpy as np
 
 import rarecast as rc
-from rarecast.adaptive import AdaptivePlan, sample_adaptively
+from rarecast.elicitation.adaptive import AdaptivePlan, sample_adaptively
 from rarecast.errors import ForecastError, RarecastWarning
 from rarecast.scores import logp_from_psi, p_from_psi
 
@@ -68,10 +68,10 @@ def run(m: int, splits: int, seed: int) -> dict:
         for k in UNIFORM_K:
             s = rng.binomial(k, p)
             _add(arms, f"uniform k={k}", forecast_error(s, np.full(m, k), 100 * m), k * m)
-        for cap in ADAPTIVE_CAPS:
-            def draw(idx, hits, done, new):
-                return rng.binomial(new, p[idx])
+        def draw(idx, hits, done, new, rng=rng, p=p):
+            return rng.binomial(new, p[idx])
 
+        for cap in ADAPTIVE_CAPS:
             s, n = sample_adaptively(np.zeros(m), np.zeros(m), draw, AdaptivePlan(max_trials=cap))
             _add(arms, f"adaptive max={cap}", forecast_error(s, n, 100 * m), int(n.sum()))
     return {name: {"mean_abs_log10_error": float(np.nanmean(v["err"])), "refused": int(np.isnan(v["err"]).sum()),

@@ -18,9 +18,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine, write_result
 
-from rarecast.backtest import backtest
+from rarecast.evaluation.backtest import backtest
 from rarecast.scores import logp_from_psi
-from rarecast.synthetic import FAMILIES
+from rarecast.evaluation.synthetic import FAMILIES
 
 CHEAP = ["gumbel-ols", "lognormal", "exponential", "gpd"]
 LOOPED = {"gpd-bayes": 50}  # trials actually run for the looped estimator; scaled to 500 in the report

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rarecast.adaptive import AdaptivePlan, bounds, round_seed, sample_adaptively, still_open
+from rarecast.elicitation.adaptive import AdaptivePlan, bounds, round_seed, sample_adaptively, still_open
 from rarecast.errors import InputError
 
 
@@ -72,8 +72,8 @@ def test_round_seeds_differ_by_round_and_plan_is_checked():
 
 @pytest.mark.slow
 def test_adaptive_scoring_with_the_embedded_model_stores_counts_and_resumes(tmp_path, smollm2_backend):
-    from rarecast.adaptive import score_adaptive
-    from rarecast.behaviors import load_behavior
+    from rarecast.elicitation.adaptive import score_adaptive
+    from rarecast.elicitation.behaviors import load_behavior
     from rarecast.queries import Query
     from rarecast.store import Store, load_scores
 

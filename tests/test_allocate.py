@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from rarecast.allocate import (
+from rarecast.evaluation.allocate import (
     Generator,
     allocate,
     backtest_allocation,
@@ -18,7 +18,7 @@ from rarecast.allocate import (
 )
 from rarecast.errors import InputError
 from rarecast.scores import Scores, logp_from_psi
-from rarecast.synthetic import FAMILIES
+from rarecast.evaluation.synthetic import FAMILIES
 
 
 def pool(seed: int, size: int, shift: float = 0.0) -> np.ndarray:

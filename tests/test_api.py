@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 import rarecast as rc
-from rarecast.synthetic import FAMILIES
-from rarecast.tail import methods
+from rarecast.evaluation.synthetic import FAMILIES
+from rarecast.forecasting.tail import methods
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +26,7 @@ def test_every_exact_method_answers_all_three_risks_with_intervals(logp, method)
 
 
 def test_default_method_is_the_documented_one(logp):
-    from rarecast.tail import DEFAULT_EXACT
+    from rarecast.forecasting.tail import DEFAULT_EXACT
 
     assert rc.fit_tail(logp).method == DEFAULT_EXACT
     counts = rc.Scores.from_counts(np.r_[np.arange(1, 40), np.zeros(300)], np.full(339, 100))

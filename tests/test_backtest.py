@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import rarecast
-from rarecast.backtest import (
+from rarecast.evaluation.backtest import (
     ROW_KEYS,
     Cell,
     backtest,
@@ -20,7 +20,7 @@ from rarecast.backtest import (
 )
 from rarecast.errors import InputError
 from rarecast.scores import logp_from_psi
-from rarecast.synthetic import FAMILIES
+from rarecast.evaluation.synthetic import FAMILIES
 
 
 def run_cli(*args):
@@ -147,7 +147,7 @@ def test_cli_bad_row_exits_2(tmp_path):
 def test_docstring_example():
     import doctest
 
-    import rarecast.backtest
+    import rarecast.evaluation.backtest
 
-    result = doctest.testmod(rarecast.backtest)
+    result = doctest.testmod(rarecast.evaluation.backtest)
     assert result.attempted > 0 and result.failed == 0

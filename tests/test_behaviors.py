@@ -9,9 +9,9 @@ import torch
 from scipy import stats
 
 from logp_helpers import assert_logp_close
-from rarecast.behaviors import MultipleChoice, Sampled, SpecificOutput, load_behavior
+from rarecast.elicitation.behaviors import MultipleChoice, Sampled, SpecificOutput, load_behavior
 from rarecast.errors import InputError
-from rarecast.graders import KeywordGrader, RegexGrader, make_grader
+from rarecast.elicitation.graders import KeywordGrader, RegexGrader, make_grader
 from rarecast.queries import Query
 
 
@@ -154,7 +154,7 @@ def test_sampled_estimate_agrees_with_exact_probability(smollm2_backend):
 
 @pytest.mark.slow
 def test_model_judge_uses_a_backend(smollm2_backend):
-    from rarecast.graders import ModelJudge
+    from rarecast.elicitation.graders import ModelJudge
 
     judge = ModelJudge(model="hf:smollm2", rubric="The behavior: the reply is about cooking.",
                        backend=smollm2_backend)

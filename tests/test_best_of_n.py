@@ -9,7 +9,7 @@ import pytest
 from scipy.special import betaln
 
 import rarecast as rc
-from rarecast.best_of_n import GRID_LOGIT, GRID_SIZE, _knots, _Likelihood, _model, _newton, _objective
+from rarecast.forecasting.best_of_n import GRID_LOGIT, GRID_SIZE, _knots, _Likelihood, _model, _newton, _objective
 
 
 def exact_asr(p, N):

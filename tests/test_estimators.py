@@ -10,10 +10,10 @@ from scipy.special import digamma
 
 import rarecast as rc
 from rarecast.scores import logp_from_psi, p_from_psi
-from rarecast.tail import make_estimator, methods
-from rarecast.tail.gpd import gpd_profile, shape_test_pvalue
-from rarecast.tail.gpd_bayes import BayesianGPD, gpd_posterior
-from rarecast.tail.lognormal import expected_max_normal
+from rarecast.forecasting.tail import make_estimator, methods
+from rarecast.forecasting.tail.gpd import gpd_profile, shape_test_pvalue
+from rarecast.forecasting.tail.gpd_bayes import BayesianGPD, gpd_posterior
+from rarecast.forecasting.tail.lognormal import expected_max_normal
 
 
 def _scores_with_top(top_psi: np.ndarray, m: int, rng) -> np.ndarray:

@@ -10,8 +10,8 @@ import yaml
 
 from rarecast.errors import InputError
 from rarecast.experiment import load_experiment
-from rarecast.query_building import build_queries
-from rarecast.query_generation import clean
+from rarecast.queries.building import build_queries
+from rarecast.queries.generation import clean
 
 BEHAVIOR = "name: says-yes\nkind: specific_output\ntargets: ['Yes']\n"
 

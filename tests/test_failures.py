@@ -25,7 +25,7 @@ from typing import Iterator
 import pytest
 
 from rarecast.errors import InputError
-from rarecast.scoring import FailureLimit
+from rarecast.elicitation.scoring import FailureLimit
 
 CLI = [sys.executable, "-c", "from rarecast.cli import main; main()"]
 DOWN = "openai:http://127.0.0.1:9/v1/m"  # the discard port: connection refused

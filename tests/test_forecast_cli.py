@@ -9,7 +9,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from rarecast.synthetic import FAMILIES
+from rarecast.evaluation.synthetic import FAMILIES
 
 
 def run_cli(*args, cwd=None):

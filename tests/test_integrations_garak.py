@@ -13,7 +13,7 @@ import pytest
 
 from rarecast.errors import InputError
 from rarecast.integrations.garak import read_garak_report
-from rarecast.score_files import read_scores
+from rarecast.store.score_files import read_scores
 
 REPORT = Path(__file__).parent / "fixtures" / "integrations" / "garak" / "repeat.report.jsonl"
 CLI = [sys.executable, "-c", "from rarecast.cli import main; main()"]

@@ -23,7 +23,7 @@ from inspect_ai.scorer import includes  # noqa: E402
 from inspect_ai.solver import TaskState, solver  # noqa: E402
 
 from logp_helpers import assert_logp_close  # noqa: E402
-from rarecast.score_files import read_scores  # noqa: E402
+from rarecast.store.score_files import read_scores  # noqa: E402
 
 CLI = [sys.executable, "-c", "from rarecast.cli import main; main()"]
 N_SAMPLES, EPOCHS = 60, 4

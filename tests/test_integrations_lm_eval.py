@@ -14,7 +14,7 @@ import pytest
 
 from rarecast.errors import InputError
 from rarecast.integrations.lm_eval import read_lm_eval_samples
-from rarecast.score_files import read_scores
+from rarecast.store.score_files import read_scores
 
 FIXTURES = Path(__file__).parent / "fixtures" / "integrations" / "lm_eval"
 (LL,) = FIXTURES.glob("samples_rarecast_comply_ll_*.jsonl")

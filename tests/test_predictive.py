@@ -5,9 +5,9 @@ import pytest
 from scipy import stats
 
 import rarecast as rc
-from rarecast.risks import max_quantile_psi
-from rarecast.synthetic import FAMILIES
-from rarecast.tail import TailModel
+from rarecast.forecasting.risks import max_quantile_psi
+from rarecast.evaluation.synthetic import FAMILIES
+from rarecast.forecasting.tail import TailModel
 
 RISKS = [("worst_query_risk", 1e5), ("behavior_frequency", 0.5), ("aggregate_risk", 1e5)]
 

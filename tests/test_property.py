@@ -123,7 +123,7 @@ def test_query_loader_on_random_json_records(rows) -> None:
 @FAST
 @given(rows=st.lists(record, max_size=8), suffix=st.sampled_from([".jsonl", ".csv"]))
 def test_score_reader_on_random_records(rows, suffix) -> None:
-    from rarecast.score_files import read_scores
+    from rarecast.store.score_files import read_scores
 
     if suffix == ".jsonl":
         data = "\n".join(json.dumps(r) for r in rows).encode()
@@ -145,7 +145,7 @@ def test_score_reader_on_random_records(rows, suffix) -> None:
 @FAST
 @given(data=st.binary(max_size=300) | st.text(max_size=300).map(str.encode))
 def test_behavior_and_experiment_loaders_on_random_text(data) -> None:
-    from rarecast.behaviors import load_behavior
+    from rarecast.elicitation.behaviors import load_behavior
     from rarecast.experiment import load_experiment
 
     path = _write(data, ".yaml")
@@ -161,7 +161,7 @@ def test_behavior_and_experiment_loaders_on_random_text(data) -> None:
                                              "behavior_option", "k", "grader", "max_tokens", "top_p"]),
                             json_values, max_size=6))
 def test_behavior_from_random_mappings(spec) -> None:
-    from rarecast.behaviors import load_behavior
+    from rarecast.elicitation.behaviors import load_behavior
 
     try:
         behavior = load_behavior(spec)

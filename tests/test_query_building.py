@@ -9,7 +9,7 @@ import yaml
 
 from rarecast.errors import InputError
 from rarecast.queries import load_queries, stable_id
-from rarecast.query_building import build_queries, load_spec, write_queries
+from rarecast.queries.building import build_queries, load_spec, write_queries
 
 SPEC = {
     "seed": 3,

@@ -63,9 +63,9 @@ def _count(store: Path) -> int:
 
 
 def test_ray_engine_resumes_after_kill_and_equals_local(tmp_path, smollm2_backend):
-    from rarecast.behaviors import load_behavior
+    from rarecast.elicitation.behaviors import load_behavior
     from rarecast.queries import load_queries
-    from rarecast.scoring import score
+    from rarecast.elicitation.scoring import score
     from rarecast.store import Store
 
     queries, behavior = _write_inputs(tmp_path)

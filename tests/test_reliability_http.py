@@ -258,9 +258,9 @@ def test_scoring_through_every_fault_stores_right_values_and_records_the_rest(
     proxy: ReliabilityProxy, tmp_path: Path
 ) -> None:
     from rarecast.backends.openai import make_backend
-    from rarecast.behaviors import load_behavior
+    from rarecast.elicitation.behaviors import load_behavior
     from rarecast.queries import load_queries
-    from rarecast.scoring import score
+    from rarecast.elicitation.scoring import score
     from rarecast.store import Store
 
     queries_file, behavior_file = _write_inputs(tmp_path, 12)

@@ -87,7 +87,7 @@ def test_bad_query_file(name, content, row, workdir, capsys, monkeypatch) -> Non
 @pytest.mark.parametrize("name,content,row", SCORES, ids=_case_ids(SCORES))
 def test_bad_score_file(name, content, row, workdir, capsys, monkeypatch) -> None:
     from rarecast.errors import InputError
-    from rarecast.score_files import read_scores
+    from rarecast.store.score_files import read_scores
 
     path = write_case(workdir / "bad", name, content)
     before = snapshot(workdir)
@@ -122,7 +122,7 @@ def test_bad_store(name, content, row, workdir, capsys, monkeypatch) -> None:
 
 @pytest.mark.parametrize("name,content,row", BEHAVIORS, ids=_case_ids(BEHAVIORS))
 def test_bad_behavior(name, content, row, workdir, capsys, monkeypatch) -> None:
-    from rarecast.behaviors import load_behavior
+    from rarecast.elicitation.behaviors import load_behavior
     from rarecast.errors import InputError
 
     path = write_case(workdir / "bad", name, content)

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 from browser_helpers import PAYLOAD, assert_page_shows_plot, assert_payload_inert, dump_dom, screenshot
-from rarecast.forecast import forecast_result
+from rarecast.forecasting.fit import forecast_result
 from rarecast.queries import Query
 from rarecast.report import write_report
-from rarecast.synthetic import FAMILIES
+from rarecast.evaluation.synthetic import FAMILIES
 
 
 @pytest.fixture(scope="module")

@@ -42,4 +42,4 @@ def test_counts_are_kept_as_counts():
     assert s.kind == "counts" and s.m == 3
     assert s.successes.tolist() == [0, 3, 0] and s.trials.tolist() == [100, 100, 50]
     with pytest.raises(ForecastError):
-        s.psi  # zeros must never become made-up tiny probabilities
+        _ = s.psi  # zeros must never become made-up tiny probabilities

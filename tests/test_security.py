@@ -30,11 +30,11 @@ FIELDS_IN_PROVENANCE = ["model", "behavior", "revision", "experiment", "decoding
 @pytest.mark.slow
 def test_report_escapes_every_field_in_a_real_browser(tmp_path: Path) -> None:
     from browser_helpers import chromium, dump_dom
-    from rarecast.forecast import forecast_result
+    from rarecast.forecasting.fit import forecast_result
     from rarecast.queries import Query
     from rarecast.report import write_report
     from rarecast.scores import Scores
-    from rarecast.synthetic import FAMILIES
+    from rarecast.evaluation.synthetic import FAMILIES
 
     chromium()
     logp = np.sort(FAMILIES["exponential"].sample(np.random.default_rng(1), 200).logp)[::-1]
@@ -67,9 +67,9 @@ def test_report_escapes_every_field_in_a_real_browser(tmp_path: Path) -> None:
 
 
 def test_yaml_python_tags_are_refused_everywhere(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from rarecast.behaviors import load_behavior
+    from rarecast.elicitation.behaviors import load_behavior
     from rarecast.experiment import load_experiment
-    from rarecast.query_building import load_spec
+    from rarecast.queries.building import load_spec
 
     monkeypatch.chdir(tmp_path)
     tags = ["!!python/object/apply:os.system ['touch PWNED']", "!!python/object/new:os.system ['touch PWNED']",
@@ -119,8 +119,8 @@ def test_source_never_deserializes_unsafely() -> None:
 
 
 def test_custom_graders_load_only_from_an_explicit_module_function(monkeypatch: pytest.MonkeyPatch) -> None:
-    from rarecast.behaviors import load_behavior
-    from rarecast.graders import CallableGrader, make_grader
+    from rarecast.elicitation.behaviors import load_behavior
+    from rarecast.elicitation.graders import CallableGrader, make_grader
 
     monkeypatch.syspath_prepend(str(Path(__file__).parent))
     bad = ["os.system", "os:system()", "/tmp/evil.py:grade", "evil.py:grade", "os:path.join",

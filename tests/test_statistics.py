@@ -6,7 +6,7 @@ import pytest
 import rarecast as rc
 from rarecast.errors import RarecastWarning
 from rarecast.scores import p_from_psi
-from rarecast.synthetic import FAMILIES, Family
+from rarecast.evaluation.synthetic import FAMILIES, Family
 
 
 def _p_of_max(family: Family, n: float | np.ndarray, q: float | np.ndarray) -> np.ndarray:

@@ -10,9 +10,10 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from rarecast.behaviors import Outcome, Sampled, SpecificOutput
+from rarecast.elicitation.behaviors import Outcome, Sampled, SpecificOutput
 from rarecast.errors import InputError
-from rarecast.store import Store, load_scores, run_key
+from rarecast.store import Store, load_scores
+from rarecast.elicitation.behaviors import run_key
 
 
 class Described:

@@ -24,7 +24,7 @@ import pyarrow.parquet as pq
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from common import DATA, RESULTS, WORK, machine, markdown_table, write_result
 
-from rarecast.backtest import backtest
+from rarecast.evaluation.backtest import backtest
 from rarecast.store import load_scores
 
 TABLE = DATA / "misaligned_scores.parquet"

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import yaml
 
-from rarecast.query_building import build_queries, load_spec, write_queries
+from rarecast.queries.building import build_queries, load_spec, write_queries
 
 HERE = Path(__file__).resolve().parent
 OUT = Path(sys.argv[1]) if len(sys.argv) > 1 else HERE.parent / "work" / "misuse_queries.jsonl"

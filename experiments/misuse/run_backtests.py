@@ -27,8 +27,8 @@ import pyarrow.parquet as pq
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from common import DATA, RESULTS, machine, markdown_table, write_result
 
-from rarecast.allocate import backtest_allocation
-from rarecast.backtest import backtest, forecast_vs_actual
+from rarecast.evaluation.allocate import backtest_allocation
+from rarecast.evaluation.backtest import backtest, forecast_vs_actual
 
 METHODS = ["gumbel-ols", "gumbel-ols-digamma", "lognormal", "exponential", "gpd", "gpd-bayes"]
 M = [100, 300, 1000]

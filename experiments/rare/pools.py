@@ -49,7 +49,7 @@ sys.path.insert(0, str(HERE.parent / "misuse"))
 from common import DATA, WORK, machine  # noqa: E402
 
 from rarecast.backends.smollm2 import cache_root, file_digest  # noqa: E402
-from rarecast.query_building import build_queries, load_spec, write_queries  # noqa: E402
+from rarecast.queries.building import build_queries, load_spec, write_queries  # noqa: E402
 from rarecast.queries import load_queries  # noqa: E402
 from rarecast.store import load_scores  # noqa: E402
 
@@ -177,7 +177,7 @@ def read_pool(pool: str) -> tuple[np.ndarray, list[dict], "pa.Table"]:
 def agreement(pool: str, n: int = 300) -> None:
     """Score the first n queries in fp32 and in bf16 (body) + fp32 (head) and report their log p difference."""
     from rarecast.backends import get_backend
-    from rarecast.behaviors import load_behavior
+    from rarecast.elicitation.behaviors import load_behavior
 
     build(pool)
     queries = load_queries(WORK / f"rare_{pool}_queries.jsonl")[:n]

@@ -29,8 +29,8 @@ sys.path.insert(0, str(HERE))
 from common import RESULTS, machine, markdown_table, write_result  # noqa: E402
 from pools import read_pool  # noqa: E402
 
-from rarecast.allocate import backtest_allocation  # noqa: E402
-from rarecast.backtest import backtest  # noqa: E402
+from rarecast.evaluation.allocate import backtest_allocation  # noqa: E402
+from rarecast.evaluation.backtest import backtest  # noqa: E402
 
 METHODS = ["gumbel-ols", "gumbel-ols-digamma", "lognormal", "exponential", "gpd", "gpd-bayes"]
 M = [100, 300, 1000]

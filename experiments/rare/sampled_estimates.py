@@ -41,7 +41,7 @@ from pools import POOLS, model_file, read_pool  # noqa: E402
 from sampled.run_analysis import per_query  # noqa: E402
 
 import rarecast as rc  # noqa: E402
-from rarecast.backtest import Cell, draw_splits  # noqa: E402
+from rarecast.evaluation.backtest import Cell, draw_splits  # noqa: E402
 from rarecast.errors import ForecastError, RarecastWarning  # noqa: E402
 from rarecast.store import load_scores  # noqa: E402
 

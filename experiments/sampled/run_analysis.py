@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from common import DATA, RESULTS, WORK, machine, markdown_table, write_result
 
 import rarecast as rc
-from rarecast.adaptive import bounds
+from rarecast.elicitation.adaptive import bounds
 from rarecast.store import load_scores
 
 TABLE = DATA / "sampled_scores.parquet"

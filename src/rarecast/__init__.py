@@ -9,18 +9,15 @@ True
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
-
+from rarecast._moved import install_aliases
 from rarecast.errors import ForecastError, InputError, RarecastError
+from rarecast.forecasting.best_of_n import BestOfNFit, fit_best_of_n
+from rarecast.forecasting.fit import Fit, fit_tail
+from rarecast.provenance import rarecast_version
 from rarecast.scores import Scores
 
-try:
-    __version__ = version("rarecast")
-except PackageNotFoundError:  # running from a source tree that was never installed
-    __version__ = "0.0.0+unknown"
-
-from rarecast.forecast import Fit, fit_tail  # noqa: E402  (needs the names above)
-from rarecast.best_of_n import BestOfNFit, fit_best_of_n  # noqa: E402
+__version__ = rarecast_version()
+install_aliases()
 
 __all__ = ["BestOfNFit", "Fit", "ForecastError", "InputError", "RarecastError", "Scores", "fit_best_of_n",
            "fit_tail", "__version__"]

@@ -101,7 +101,7 @@ QUERIES: list[tuple[str, Content, int | None]] = [
     ("deeply-nested-field.jsonl", GOOD_QUERY + b'{"id": "b", "prompt": "x", "meta": ' + NESTED + b"}\n", 2),
 ]
 
-# -- score tables: `rarecast forecast SCORES`, `rarecast report SCORES`, rarecast.score_files.read_scores -----
+# -- score tables: `rarecast forecast SCORES`, `rarecast report SCORES`, rarecast.store.score_files.read_scores -----
 
 _GOOD_SCORES = [{"id": f"s{i}", "logp": -float(i + 1)} for i in range(3)]
 
@@ -154,7 +154,7 @@ STORES: list[tuple[str, Content, int | None]] = [
     ("truncated.db", _truncated_store, None),
 ]
 
-# -- behavior YAML: `rarecast score --behavior`, rarecast.behaviors.load_behavior ----------------------------
+# -- behavior YAML: `rarecast score --behavior`, rarecast.elicitation.behaviors.load_behavior ----------------------------
 
 BEHAVIORS: list[tuple[str, Content, int | None]] = [
     ("empty.yaml", b"", None),

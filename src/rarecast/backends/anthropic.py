@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping, Sequence, TYPE_CHECKING
 
 import numpy as np
 
@@ -23,7 +23,9 @@ from rarecast.backends.http import (
     RetryPolicy,
     api_key_from_env,
 )
-from rarecast.queries import Query
+
+if TYPE_CHECKING:  # backends take queries but never build them, so queries may import backends
+    from rarecast.queries import Query
 
 DEFAULT_BASE_URL = "https://api.anthropic.com"
 API_VERSION = "2023-06-01"

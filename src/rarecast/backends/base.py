@@ -8,11 +8,13 @@ or sampled replies. Backends are chosen by a model string such as ``hf:smollm2``
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol, Sequence, runtime_checkable
+from typing import Protocol, Sequence, TYPE_CHECKING, runtime_checkable
 
 import numpy as np
 
-from rarecast.queries import Query
+if TYPE_CHECKING:  # backends take queries but never build them, so queries may import backends
+    from rarecast.queries import Query
+
 
 
 @dataclass(frozen=True)

@@ -27,13 +27,15 @@ import os
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Sequence, TYPE_CHECKING
 
 import numpy as np
 
 from rarecast.backends.base import SamplingSettings
 from rarecast.errors import InputError
-from rarecast.queries import Query
+
+if TYPE_CHECKING:  # backends take queries but never build them, so queries may import backends
+    from rarecast.queries import Query
 
 DTYPES = {"fp32": "float32", "float32": "float32", "bf16": "bfloat16", "bfloat16": "bfloat16"}
 # Token budget per forward pass. On a CPU, batches of ~2k tokens keep a layer's activations (2k x 1536 fp32 =

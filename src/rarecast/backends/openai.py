@@ -15,7 +15,7 @@ that do not add up, fail the query instead of giving a wrong number. Sampling us
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping, Sequence, TYPE_CHECKING
 
 import numpy as np
 
@@ -30,7 +30,9 @@ from rarecast.backends.http import (
     ServerError,
     api_key_from_env,
 )
-from rarecast.queries import Query
+
+if TYPE_CHECKING:  # backends take queries but never build them, so queries may import backends
+    from rarecast.queries import Query
 
 LOGPROB_MODES = ("echo", "prompt_logprobs")
 # Scoring requests that may each sample end-of-text before one generated token verifies the alignment.

@@ -11,11 +11,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from rarecast.allocate import Allocation, Generator, allocate, backtest_allocation
+from rarecast.evaluation.allocate import Allocation, Generator, allocate, backtest_allocation
 from rarecast.cli import app
 from rarecast.errors import InputError
-from rarecast.score_files import read_scores
-from rarecast.tail import methods
+from rarecast.store.score_files import read_scores
+from rarecast.forecasting.tail import methods
 
 
 def _generators(files: List[str], costs: List[float]) -> list[Generator]:

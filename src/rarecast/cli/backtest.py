@@ -11,11 +11,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from rarecast.backtest import BacktestResult, backtest, forecast_vs_actual
+from rarecast.evaluation.backtest import BacktestResult, backtest, forecast_vs_actual
 from rarecast.cli import app
 from rarecast.errors import InputError
-from rarecast.score_files import read_scores
-from rarecast.tail import DEFAULT_EXACT, methods
+from rarecast.store.score_files import read_scores
+from rarecast.forecasting.tail import DEFAULT_EXACT, methods
 
 #: The paper's estimator, its baseline and rarecast's default, side by side.
 DEFAULT_METHODS = ("gumbel-ols", "lognormal", DEFAULT_EXACT)

@@ -8,15 +8,14 @@ from typing import List, Optional
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
-from rarecast.best_of_n import best_of_n_result, fit_best_of_n
+from rarecast.forecasting.best_of_n import best_of_n_result, fit_best_of_n
 from rarecast.cli import app
 from rarecast.errors import InputError
-from rarecast.forecast import DEFAULT_N, DEFAULT_TAU, check_quantile, forecast_result
-from rarecast.report.wording import RISK_LABELS
-from rarecast.score_files import read_scores
-from rarecast.tail import methods
+from rarecast.forecasting.fit import DEFAULT_N, DEFAULT_TAU, check_quantile, forecast_result
+from rarecast.report.console import print_forecast
+from rarecast.store.score_files import read_scores
+from rarecast.forecasting.tail import methods
 
 
 def _k(value: Optional[str]):
@@ -61,38 +60,3 @@ def forecast(
         sys.stdout.write("\n")
     else:
         print_forecast(result, Console())
-
-
-def print_forecast(result: dict, console: Console) -> None:
-    """The forecast table, then the fit's diagnostics and warnings, for people."""
-    table = Table(title=f"rarecast forecast: {result['method']} on {result['m']} {result['kind']} scores")
-    point = "forecast" if result["quantile"] is None else f"{result['quantile']:g} quantile"
-    for col in ("risk", "at", point, f"{result['forecasts'][0]['level']:.0%} interval"):
-        table.add_column(col, justify="left" if col == "risk" else "right")
-    for row in result["forecasts"]:
-        at = f"tau = {row['tau']:g}" if "tau" in row else f"n = {row['n']:.3g}"
-        table.add_row(RISK_LABELS[row["risk"]], at, f"{row['forecast']:.3g}",
-                      f"{row['low']:.3g} to {row['high']:.3g}")
-    console.print(table)
-    d = result["diagnostics"]
-    facts = [f"tail size k = {d['tail_size']}" if d.get("tail_size") else None,
-             f"GPD shape test p = {d['shape_test_pvalue']:.2f}" if d.get("shape_test_pvalue") is not None else None,
-             f"spread over k: {d['stability_spread_log10']:.2f} orders" if d.get("stability_spread_log10") else None,
-             f"{d['queries_with_successes']} queries with successes" if d.get("queries_with_successes") is not None
-             else None]
-    console.print("fit: " + "; ".join(f for f in facts if f))
-    for w in result["warnings"]:
-        console.print(f"[yellow]warning:[/yellow] {w}", markup=True, highlight=False)
-    if "best_of_n" in result:
-        print_best_of_n(result["best_of_n"], console)
-
-
-def print_best_of_n(best: dict, console: Console) -> None:
-    """The ASR@N table: the share of queries that show the behavior within N attempts each."""
-    table = Table(title="best-of-N: share of queries broken within N attempts "
-                        f"(Beta with a smooth correction, {best['edf']:.1f} degrees of freedom)")
-    for col in ("attempts N", "ASR@N", f"{best['forecasts'][0]['level']:.0%} interval"):
-        table.add_column(col, justify="right")
-    for row in best["forecasts"]:
-        table.add_row(f"{row['attempts']:.3g}", f"{row['forecast']:.3g}", f"{row['low']:.3g} to {row['high']:.3g}")
-    console.print(table)

@@ -25,7 +25,7 @@ def build_command(
     import dataclasses
 
     from rarecast.errors import InputError
-    from rarecast.query_building import build_queries, load_spec, write_queries
+    from rarecast.queries.building import build_queries, load_spec, write_queries
 
     parsed = load_spec(spec)
     if max_queries is not None and max_queries < 1:
@@ -52,7 +52,7 @@ def generate_command(
     max_rounds: int = typer.Option(200, "--max-rounds", help="Give up after this many rounds."),
 ) -> None:
     """Have a model write queries; duplicates are dropped and a rerun only adds what is missing."""
-    from rarecast.query_generation import GenerationRequest, generate_queries
+    from rarecast.queries.generation import GenerationRequest, generate_queries
 
     request = GenerationRequest.from_dict(dict(
         generator=generator, instruction=instruction, n=n, system=system, temperature=temperature,

@@ -24,12 +24,12 @@ def report_command(
     behavior: Optional[str] = typer.Option(None, "--behavior", help="With a store: which behavior's scores."),
 ) -> None:
     """Fit, forecast and write a self-contained HTML report (the forecast table is printed too)."""
-    from rarecast.cli.forecast import print_forecast
-    from rarecast.forecast import DEFAULT_N, DEFAULT_TAU, forecast_result
+    from rarecast.report.console import print_forecast
+    from rarecast.forecasting.fit import DEFAULT_N, DEFAULT_TAU, forecast_result
     from rarecast.queries import load_queries
-    from rarecast.query_archive import load_query_texts
+    from rarecast.store.archive import load_query_texts
     from rarecast.report import write_report
-    from rarecast.score_files import read_scores
+    from rarecast.store.score_files import read_scores
 
     data, provenance = read_scores(scores, model=model, behavior=behavior)
     texts = load_query_texts(scores) if scores.suffix.lower() == ".db" else {}

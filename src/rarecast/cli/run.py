@@ -23,7 +23,7 @@ def run_command(
 ) -> None:
     """Score the experiment's queries (resumably), forecast at its deployment sizes, write the report."""
     from rarecast.experiment import run_experiment
-    from rarecast.scoring import FailureLimit
+    from rarecast.elicitation.scoring import FailureLimit
 
     limit = FailureLimit.parse(max_failures, name="--max-failures") if max_failures is not None else None
     run_experiment(experiment, out=out, progress=progress, console=Console(), max_failures=limit)

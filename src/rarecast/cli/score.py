@@ -43,11 +43,11 @@ def score_command(
     Queries that fail are recorded in the store's failures table and named in the end-of-run summary (the most
     common reason, with its count); a rerun tries them again.
     """
-    from rarecast.behaviors import load_behavior
+    from rarecast.elicitation.behaviors import load_behavior
     from rarecast.backends import get_backend
     from rarecast.errors import InputError
     from rarecast.queries import load_queries
-    from rarecast.scoring import FailureLimit, score
+    from rarecast.elicitation.scoring import FailureLimit, score
     from rarecast.store import Store, check_store_file
 
     # Read and check every input before touching the store or loading a model: bad input writes nothing.
@@ -70,7 +70,7 @@ def score_command(
         if batch_tokens is not None:
             opts["batch_tokens"] = batch_tokens
     if engine == "ray":
-        from rarecast.ray_engine import score_ray
+        from rarecast.elicitation.ray_engine import score_ray
 
         with Store(store) as st:
             score_ray(qs, model, opts, beh, st, address=address, workers=workers, gpus_per_worker=gpus_per_worker,
@@ -79,7 +79,7 @@ def score_command(
     backend = get_backend(model, **opts)
     with Store(store) as st:
         if plan is not None:
-            from rarecast.adaptive import score_adaptive
+            from rarecast.elicitation.adaptive import score_adaptive
 
             score_adaptive(qs, backend, beh, st, plan, chunk_size=chunk_size or 8, report=True, max_failures=limit)
         else:
@@ -90,7 +90,7 @@ def score_command(
 
 def _adaptive_plan(behavior, first: int, confidence: float):
     """The adaptive plan for a sampled behavior: its k is the cap on samples per query."""
-    from rarecast.adaptive import AdaptivePlan
+    from rarecast.elicitation.adaptive import AdaptivePlan
     from rarecast.errors import InputError
 
     if behavior.kind != "sampled":

@@ -12,12 +12,12 @@ import json
 import math
 import re
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Sequence
 
+from rarecast.provenance import rarecast_version, utc_now
 from rarecast.errors import InputError
-from rarecast.tables import write_table
+from rarecast.files import write_table
 
 
 @dataclass(frozen=True)
@@ -50,7 +50,7 @@ class ImportedRun:
     @property
     def behavior_id(self) -> str:
         """Stable hash of ``behavior_spec``, as behaviors scored by rarecast itself get."""
-        from rarecast.behaviors import settings_hash
+        from rarecast.elicitation.behaviors import settings_hash
 
         return settings_hash(self.behavior_spec)
 
@@ -72,12 +72,10 @@ def counts_row(query_id: str, successes: int, trials: int, *, file: str, where: 
 
 def canonical_records(run: ImportedRun) -> list[dict[str, Any]]:
     """The rows of ``run`` in the column layout of ``rarecast export`` (plus ``source``)."""
-    from rarecast import __version__
-
-    created = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    created = utc_now()
     common = {
         "model": run.model, "revision": run.revision, "behavior": run.behavior, "behavior_id": run.behavior_id,
-        "decoding": json.dumps(run.decoding, sort_keys=True), "rarecast_version": __version__,
+        "decoding": json.dumps(run.decoding, sort_keys=True), "rarecast_version": rarecast_version(),
         "created_at": created, "source": run.source,
     }
     out = []

@@ -16,7 +16,7 @@ from typing import Any, Iterator
 
 from rarecast.errors import InputError
 from rarecast.integrations import ImportedRun, counts_row
-from rarecast.tables import read_rows
+from rarecast.files import read_rows
 
 #: garak marks an attempt whose outputs have been through the detectors with status 2
 EVALUATED = 2

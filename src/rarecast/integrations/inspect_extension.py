@@ -44,7 +44,7 @@ class _Measurer:
     model and scores are deterministic only when queries are not interleaved mid-batch."""
 
     def __init__(self, behavior: str | dict, model: str, backend_options: dict[str, Any]):
-        from rarecast.behaviors import load_behavior
+        from rarecast.elicitation.behaviors import load_behavior
 
         self.behavior = load_behavior(Path(behavior) if isinstance(behavior, str) else behavior)
         self.model, self.options = model, backend_options
@@ -52,7 +52,7 @@ class _Measurer:
         self._lock = threading.Lock()
 
     def measure(self, query: Query) -> Score:
-        from rarecast.store import run_key
+        from rarecast.elicitation.behaviors import run_key
 
         with self._lock:
             if self._backend is None:

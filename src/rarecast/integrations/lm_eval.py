@@ -20,7 +20,7 @@ from typing import Any, Sequence
 
 from rarecast.errors import InputError
 from rarecast.integrations import ImportedRun, exact_row
-from rarecast.tables import read_rows
+from rarecast.files import read_rows
 
 _NAME = re.compile(r"^samples_(?P<task>.+?)(_\d{4}-\d{2}-\d{2}T[\d\-.:]+)?\.jsonl$")
 

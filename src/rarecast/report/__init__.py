@@ -15,11 +15,11 @@ def write_report(fit, result: dict, queries: Mapping[str, Query], out: str | Pat
     also ``<stem>-attempts.png``, the best-of-N forecast along attempts per query).
 
     ``result`` is a :meth:`rarecast.Fit.summary` dict with ``warnings`` and ``provenance`` added (as made by
-    :func:`rarecast.forecast.forecast_result`); ``queries`` maps query ids to queries for the riskiest-query
+    :func:`rarecast.forecasting.fit.forecast_result`); ``queries`` maps query ids to queries for the riskiest-query
     table. Returns the HTML path and the PNG paths.
     """
     from rarecast.report.html import render
-    from rarecast.best_of_n import MIN_QUERIES, fit_best_of_n
+    from rarecast.forecasting.best_of_n import MIN_QUERIES, fit_best_of_n
     from rarecast.report.plots import attempts_plot, distribution_plot, scaling_plot
 
     out = Path(out)

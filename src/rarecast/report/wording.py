@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from rarecast.tail.base import resolve_k
+from rarecast.forecasting.tail.base import resolve_k
 
 RISK_LABELS = {"worst_query_risk": "worst-query risk", "behavior_frequency": "behavior frequency",
                "aggregate_risk": "aggregate risk"}
@@ -80,7 +80,7 @@ def _share(x: float) -> str:
 
 
 # ----------------------------------------------------------------------------------------------------------
-# Diagnostics. The verdicts use the same thresholds as rarecast.diagnostics' warnings, so the words never
+# Diagnostics. The verdicts use the same thresholds as rarecast.forecasting.diagnostics' warnings, so the words never
 # contradict them: "ok", "check" (worth a look, does not invalidate the forecast) or "concern".
 
 

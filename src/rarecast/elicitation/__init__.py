@@ -1,0 +1,1 @@
+"""Elicitation: behaviors and graders, and the scoring loop that measures each query's probability."""

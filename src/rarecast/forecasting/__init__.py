@@ -1,0 +1,1 @@
+"""Forecasting: tail estimators, the three deployment risks, the fitted forecast, diagnostics and Best-of-N."""

@@ -1,0 +1,463 @@
+"""Best-of-N: forecast the share of queries that break within N attempts, from sampled counts.
+
+An attacker who retries each query N times (resampling, or random augmentations as in Best-of-N
+jailbreaking) breaks query i with probability 1 - (1 - p_i)^N. Over a pool of queries that is
+
+    ASR@N = E_p[1 - (1 - p)^N],
+
+the attack success rate at N attempts. At N far beyond the k attempts of an evaluation the queries with
+p ~ 1/N decide it, and they mostly showed no success at all, so what matters is the *whole* distribution of
+per-query p, low end included. :func:`fit_best_of_n` puts a posterior on that distribution from counts (s
+successes of k attempts per query), under the exact binomial likelihood on a fine grid of logit p
+(:data:`GRID_SIZE` points from p ~ 1e-12 to p ~ 1 - 5e-5):
+
+* **the family**: a Beta distribution of p (SABER's model) times a smooth correction: the log-density of
+  logit p is a logit p + b log(1 - p) plus a piecewise-linear function between knots :data:`KNOT_SPACING`
+  apart, from :data:`BELOW_SIGHT` logit units under 1/k (k: the median number of attempts) to
+  :data:`ABOVE_TOP` over the largest success fraction, held at 0 on the end knots and beyond them;
+* **the prior**: a penalty lambda/2 times the sum of squared second differences of the knot values. The Beta
+  is free, so a large lambda is a Beta and a small one follows the counts closely;
+* **the posterior**: for each lambda in :data:`SMOOTHINGS` the mode (damped Newton with the exact Hessian) and
+  a Laplace approximation N(mode, H^-1); the lambdas are weighted by their Laplace evidence (a flat prior
+  on log lambda), so the data choose between a Beta and a looser shape instead of a pre-test.
+
+The point forecast reads the modes' distributions of p mixed by the lambdas' weights (the posterior mean
+of the masses forecast lower on every benchmark family: draws that send mass far below sight pull it down);
+an interval is the equal-tailed range of the forecast over ``n_draws`` posterior draws. Below p ~ 1/k the
+attempts see almost nothing: below the lowest knot the Beta's power law p^(a - 1) *assumes* how the unseen
+mass spreads, and the benchmark
+(benchmarks/best_of_n.py, docs/best-of-n.md) shows where that holds. Every forecast is computed in log
+space: log E[(1 - p)^N] is a log-sum-exp over the grid, and ASR@N = -expm1 of it.
+
+>>> import numpy as np, rarecast as rc
+>>> rng = np.random.default_rng(0)
+>>> p = rng.beta(0.4, 30, size=500)                    # per-query probabilities (unknown in practice)
+>>> s = rng.binomial(100, p)                            # 100 attempts per query
+>>> fit = rc.fit_best_of_n(s, 100)
+>>> bool(0 < fit.attack_success_rate(1e3) < fit.attack_success_rate(1e4) < 1)
+True
+>>> low, high = fit.interval(1e4)
+>>> bool(low <= fit.attack_success_rate(1e4) <= high)
+True
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+import numpy as np
+from scipy.linalg import cho_solve, solve_triangular
+from scipy.special import gammaln, log_expit, logsumexp
+
+from rarecast.errors import ForecastError, InputError
+from rarecast.forecasting.fit import ConfidenceInterval, check_quantile
+from rarecast.scores import Scores
+
+#: Points of the logit-p grid, and its ends (p from about 1e-12 to 1 - 5e-5).
+GRID_SIZE = 200
+GRID_LOGIT = (-27.6, 10.0)
+#: Logit units between the knots of the smooth correction, how far its knots reach below logit(1/k) (None:
+#: down to the grid's floor) and above the largest success fraction's logit.
+KNOT_SPACING = 0.75
+BELOW_SIGHT = 2.0
+ABOVE_TOP = 3.0
+#: Weights of the second-difference penalty the posterior averages over (lambda; large: a Beta).
+SMOOTHINGS = tuple(10.0 ** np.arange(-1.0, 5.5, 1.0))
+#: Most Newton steps per fit, and the Newton decrement (twice the log-likelihood still to gain) under which a
+#: fit whose line search stalls on rounding counts as converged: a gain under 0.005 moves the mode by about a
+#: tenth of a posterior standard deviation or less.
+MAX_NEWTON = 100
+NEWTON_TOL = 1e-2
+#: Fewest queries a fit takes, and fewest posterior draws behind an interval.
+MIN_QUERIES = 20
+MIN_DRAWS = 20
+
+
+
+@dataclass(frozen=True)
+class PDistribution:
+    """Distributions of per-query p on a shared logit grid: one row per distribution (the point forecast's, or
+    one posterior draw each). ``log_weights[r, j]`` is the log of row r's mass at ``logit[j]``; rows sum to one.
+    """
+
+    logit: np.ndarray        # (G,)
+    log_weights: np.ndarray  # (R, G)
+
+    def log_none(self, attempts: np.ndarray) -> np.ndarray:
+        """log E[(1 - p)^N] for each row and each N in ``attempts``; shape (R, len(attempts)).
+
+        log(1 - p) = log_expit(-logit p), so p near 1 and p near 1e-12 keep their precision.
+        """
+        log_q = log_expit(-self.logit)                                        # (G,)
+        terms = self.log_weights[:, None, :] + attempts[None, :, None] * log_q  # (R, A, G)
+        return logsumexp(terms, axis=2)
+
+    def asr(self, attempts: np.ndarray) -> np.ndarray:
+        """ASR@N = 1 - E[(1 - p)^N] for each row and each N; shape (R, len(attempts))."""
+        return -np.expm1(self.log_none(attempts))
+
+
+def _at_least_one(values, name: str = "attempts") -> np.ndarray:
+    """Counts of attempts or queries as a 1-D float array, each >= 1 (inf allowed), else an InputError."""
+    try:
+        arr = np.atleast_1d(np.asarray(values, dtype=float)).ravel()
+    except (TypeError, ValueError):
+        raise InputError(f"{name} must be numbers >= 1, got {values!r}") from None
+    bad = np.isnan(arr) | (arr < 1)
+    if bad.any():
+        raise InputError(f"{name} must be numbers >= 1, got {arr[bad][0]:g}")
+    return arr
+
+
+def _shaped(values: np.ndarray, like):
+    """A float for scalar input, else an array of the input's shape."""
+    shape = np.shape(like)
+    return float(values[0]) if shape == () else values.reshape(shape)
+
+
+def _counts(successes, trials) -> Scores:
+    """Validated counts: a counts :class:`Scores`, or successes with trials (an int for all queries)."""
+    if isinstance(successes, Scores):
+        if trials is not None:
+            raise InputError("give either Scores or successes with trials, not Scores and trials")
+        if successes.kind != "counts":
+            raise InputError("best-of-N forecasts need sampled counts (successes and trials); these scores "
+                             "are exact log-probabilities")
+        return successes
+    if trials is None:
+        raise InputError("trials is missing: give the number of attempts per query (one int, or one per query)")
+    s = np.asarray(successes, dtype=float).ravel()
+    k = np.asarray(trials, dtype=float)
+    k = np.full(s.shape, float(k)) if k.ndim == 0 else k.ravel()
+    try:
+        return Scores.from_counts(s, k)
+    except ForecastError as exc:
+        raise InputError(str(exc)) from None
+
+
+class _Likelihood:
+    """The binomial likelihood of the distinct (successes, trials) pairs at every grid point.
+
+    ``log_lik[d, j]`` is log Binomial(s_d | k_d, p_j) and ``count[d]`` how many queries show pair d.
+    """
+
+    def __init__(self, scores: Scores, logit: np.ndarray):
+        pairs, count = np.unique(np.stack([scores.successes, scores.trials], axis=1), axis=0, return_counts=True)
+        self.count = count.astype(float)
+        s, k = (pairs[:, 0:1].astype(float), pairs[:, 1:2].astype(float))
+        log_comb = gammaln(k + 1) - gammaln(s + 1) - gammaln(k - s + 1)
+        self.log_lik = log_comb + s * log_expit(logit) + (k - s) * log_expit(-logit)   # (D, G)
+
+
+class _Model(NamedTuple):
+    """The log-linear family: unnormalized log-masses on the grid are ``X @ theta`` (G, P); ``S`` (P, P) is the
+    penalty (zero on the Beta's two columns), ``rank`` its rank, ``start`` where the first Newton run starts."""
+
+    X: np.ndarray
+    S: np.ndarray
+    rank: int
+    start: np.ndarray   # Beta(0.5, 20): where the strongest penalty's Newton run starts
+
+
+def _model(logit: np.ndarray, knots: np.ndarray) -> _Model:
+    """The Beta-times-smooth-correction family on the grid ``logit`` with correction knots ``knots`` (equally
+    spaced): columns logit p and log(1 - p) (the Beta), then the hat functions of the inner knots. The
+    correction is held at 0 on the end knots and outside them, so past the knots the Beta's power laws rule."""
+    h = knots[1] - knots[0]
+    inside = (logit > knots[0]) & (logit < knots[-1])
+    pos = np.clip(np.searchsorted(knots, logit, side="right") - 1, 0, len(knots) - 2)
+    frac = (logit - knots[pos]) / h
+    hats = np.zeros((len(logit), len(knots)))
+    rows = np.flatnonzero(inside)
+    hats[rows, pos[rows]] = 1 - frac[rows]
+    hats[rows, pos[rows] + 1] = frac[rows]
+    X = np.column_stack([logit, log_expit(-logit), hats[:, 1:-1]])
+    D2 = np.diff(np.eye(len(knots)), n=2, axis=0)[:, 1:-1]      # second differences of (0, theta, 0)
+    S = np.zeros((X.shape[1], X.shape[1]))
+    S[2:, 2:] = D2.T @ D2
+    start = np.append([0.5, 20.5], np.zeros(len(knots) - 2))   # 0.5 logit + 20.5 log(1 - p): Beta(0.5, 20)
+    return _Model(X, S, int(np.linalg.matrix_rank(S)), start)
+
+
+def _knots(scores: Scores) -> np.ndarray:
+    """Knots KNOT_SPACING apart from BELOW_SIGHT logit units under 1/k (k: the median number of attempts; None:
+    the grid's floor) to ABOVE_TOP over the largest success fraction (at most the grid's top)."""
+    k = max(float(np.median(scores.trials)), 2.0)
+    top = min(float((scores.successes / scores.trials).max()), 1 - 0.5 / k)
+    lo = GRID_LOGIT[0] if BELOW_SIGHT is None else float(-np.log(k - 1)) - BELOW_SIGHT
+    hi = min(float(np.log(top) - np.log1p(-top)) + ABOVE_TOP, GRID_LOGIT[1])
+    return lo + KNOT_SPACING * np.arange(max(int(np.ceil((hi - lo) / KNOT_SPACING)), 3) + 1)
+
+
+def _objective(theta: np.ndarray, lik: _Likelihood, X: np.ndarray, P: np.ndarray, hessian: bool = True):
+    """Penalized negative log-likelihood of parameters ``theta`` (P,), with its gradient and Hessian.
+
+    ``X`` (G, P) maps parameters to unnormalized log-masses on the grid, ``P`` (P, P) is the penalty
+    (lambda S). The Hessian is the complete-data information less the missing information:
+    X' [m (diag w - w w') - diag(c' Pi)] X + (Pi X)' diag(c) (Pi X) + P, with w the grid masses, Pi (D, G) the
+    posterior of each pair over the grid and m the number of queries.
+    """
+    eta = X @ theta
+    log_w = eta - logsumexp(eta)
+    joint = lik.log_lik + log_w                                   # (D, G)
+    log_f = logsumexp(joint, axis=1)
+    value = -lik.count @ log_f + 0.5 * theta @ P @ theta
+    if not hessian:
+        return float(value)
+    post = np.exp(joint - log_f[:, None])                         # (D, G)
+    w = np.exp(log_w)
+    m = lik.count.sum()
+    seen = lik.count @ post                                       # (G,)
+    grad = X.T @ (m * w - seen) + P @ theta
+    xw = X.T @ w
+    A = post @ X                                                  # (D, P)
+    H = (X.T * (m * w - seen)) @ X - m * np.outer(xw, xw) + (A.T * lik.count) @ A + P
+    return float(value), grad, H
+
+
+def _newton(theta: np.ndarray, lik: _Likelihood, X: np.ndarray, P: np.ndarray):
+    """Minimize :func:`_objective` from ``theta`` by damped Newton steps with a backtracking line search.
+
+    Where the Hessian is not positive definite a multiple of the identity is added until its Cholesky
+    factorization succeeds (Levenberg's damping). Returns (theta, value, Cholesky factor of the Hessian,
+    converged); warm starts (the previous smoothing's mode) take a few steps.
+    """
+    value, grad, H = _objective(theta, lik, X, P)
+    for _ in range(MAX_NEWTON):
+        chol = _damped_cholesky(H)
+        step = -cho_solve((chol, True), grad)
+        decrement = -grad @ step          # twice the gain the quadratic model expects
+        if decrement < 1e-8:
+            return theta, value, chol, True
+        t = 1.0
+        while t > 1e-10:
+            trial = _objective(theta + t * step, lik, X, P, hessian=False)
+            if trial <= value - 1e-4 * t * decrement:
+                break
+            t /= 2
+        else:   # rounding hides the descent: converged if what is left is under NEWTON_TOL
+            return theta, value, chol, decrement < NEWTON_TOL
+        theta = theta + t * step
+        value, grad, H = _objective(theta, lik, X, P)
+    return theta, value, _damped_cholesky(H), False
+
+
+def _damped_cholesky(H: np.ndarray) -> np.ndarray:
+    """Lower Cholesky factor of H + shift I with the smallest shift (0, or 1e-8 * max|diag| doubling) that
+    makes it positive definite. Cholesky rather than an eigendecomposition: LAPACK's divide-and-conquer
+    eigensolver runs threaded BLAS, which costs milliseconds per call on a busy machine."""
+    shift, eye = 0.0, np.eye(len(H))
+    while True:
+        try:
+            return np.linalg.cholesky(H + shift * eye)
+        except np.linalg.LinAlgError:
+            shift = max(2 * shift, 1e-8 * max(float(np.abs(np.diag(H)).max()), 1.0))
+
+
+class _Smoothing(NamedTuple):
+    """The fit at one penalty weight: its mode, the Hessian there, and its Laplace log evidence."""
+
+    smoothing: float
+    theta: np.ndarray    # (P,)
+    chol: np.ndarray     # (P, P) lower Cholesky factor of the Hessian there
+    log_evidence: float
+    edf: float           # effective degrees of freedom: 2 for a Beta, more as the correction loosens
+    converged: bool
+
+
+def _fit_smoothings(lik: _Likelihood, model: _Model, smoothings) -> list[_Smoothing]:
+    """The mode at every penalty weight, strongest first, each Newton run warm-started from the previous one.
+
+    The log evidence is the Laplace approximation -F(mode) + rank/2 log(lambda) - 1/2 log|H| (terms that do not
+    depend on lambda left out), so normalized it is the posterior of lambda under a flat prior on log lambda.
+    """
+    theta = model.start
+    fits = []
+    for lam in sorted(smoothings, reverse=True):
+        theta, value, chol, converged = _newton(theta, lik, model.X, lam * model.S)
+        edf = float(model.X.shape[1] - lam * np.trace(cho_solve((chol, True), model.S)))
+        evidence = -value + 0.5 * model.rank * np.log(lam) - np.log(np.diag(chol)).sum()
+        fits.append(_Smoothing(float(lam), theta, chol, float(evidence), edf, converged))
+    return fits
+
+
+def _draw(fits: list[_Smoothing], X: np.ndarray, n_draws: int, seed) -> tuple[np.ndarray, np.ndarray]:
+    """Posterior draws of the grid's log-masses, (n_draws, G): a penalty weight drawn by its posterior weight,
+    then parameters from the Laplace approximation N(mode, H^-1) at that weight. Also returns the weights."""
+    log_ev = np.array([f.log_evidence for f in fits])
+    weights = np.exp(log_ev - logsumexp(log_ev))
+    rng = np.random.default_rng(seed)
+    which = rng.choice(len(fits), size=n_draws, p=weights)
+    z = rng.standard_normal((n_draws, X.shape[1]))
+    theta = np.empty_like(z)
+    for i, fit in enumerate(fits):
+        rows = which == i
+        if rows.any():   # theta = mode + L^-T z has covariance (L L^T)^-1 = H^-1
+            theta[rows] = fit.theta + solve_triangular(fit.chol, z[rows].T, lower=True, trans="T").T
+    eta = theta @ X.T
+    return eta - logsumexp(eta, axis=1, keepdims=True), weights
+
+
+@dataclass
+class BestOfNFit:
+    """A posterior over the distribution of per-query p, with forecasts of best-of-N attack success.
+
+    Made by :func:`fit_best_of_n`. Every forecast takes a scalar or an array and returns the same shape.
+
+    Attributes
+    ----------
+    scores : Scores
+        The counts it was fitted to.
+    distribution : PDistribution
+        The modes' distributions of p mixed by the lambdas' weights (one row): every point forecast reads it.
+    posterior : PDistribution
+        ``n_draws`` posterior draws of the distribution of p (one row each): every interval reads them.
+    smoothings, weights : ndarray
+        The penalty weights averaged over, and their posterior weights.
+    edf : float
+        Effective degrees of freedom of the correction to a Beta, posterior-averaged (2: a plain Beta).
+    n_draws, seed : int
+        Posterior draws behind the intervals, and their random seed.
+    """
+
+    scores: Scores
+    distribution: PDistribution
+    posterior: PDistribution = field(repr=False)
+    smoothings: np.ndarray = field(repr=False)
+    weights: np.ndarray = field(repr=False)
+    edf: float = 2.0
+    n_draws: int = 1000
+    seed: int = 0
+
+    def attack_success_rate(self, attempts):
+        """ASR@N: the expected share of queries that show the behavior at least once in N attempts."""
+        arr = _at_least_one(attempts)
+        return _shaped(self.distribution.asr(arr)[0], attempts)
+
+    def any_success(self, n_queries, attempts):
+        """P(at least one of ``n_queries`` deployment queries, each tried ``attempts`` times, shows the behavior).
+
+        That is 1 - E_p[(1 - p)^N]^n, computed as -expm1(n log E[(1 - p)^N]). It assumes the deployment
+        queries are drawn independently from the distribution the evaluation queries came from, that the
+        attempts at one query are independent given its p, and that deployment decodes as the evaluation
+        did. ``n_queries`` and ``attempts`` broadcast against each other.
+        """
+        return self._any(self.distribution, n_queries, attempts)[0]
+
+    @staticmethod
+    def _any(dist: PDistribution, n_queries, attempts):
+        """:meth:`any_success` for every row of ``dist``: a list, one value (float or array) per row."""
+        _at_least_one(n_queries, "n_queries")
+        _at_least_one(attempts, "attempts")
+        n, N = np.broadcast_arrays(np.asarray(n_queries, dtype=float), np.asarray(attempts, dtype=float))
+        out = -np.expm1(n.ravel() * dist.log_none(N.ravel()))       # (R, size)
+        return [float(row[0]) if n.shape == () else row.reshape(n.shape) for row in out]
+
+    def budget_for(self, target_asr):
+        """Attempts per query N at which ASR@N reaches ``target_asr``; inf where the fit never reaches it.
+
+        ASR@N rises with N towards 1 - (mass at the grid's floor, p ~ 1e-12); a target above that has no
+        finite budget.
+        """
+        target = np.atleast_1d(np.asarray(target_asr, dtype=float)).ravel()
+        if np.any(np.isnan(target) | (target <= 0) | (target >= 1)):
+            raise InputError(f"target_asr must lie strictly between 0 and 1, got {target_asr!r}")
+        lo, hi = np.zeros_like(target), np.full_like(target, 40.0)   # log10 N between 1 and 1e40
+        for _ in range(60):  # bisection on log10 N; ASR@N is increasing in N
+            mid = (lo + hi) / 2
+            below = self.distribution.asr(10.0 ** mid)[0] < target
+            lo, hi = np.where(below, mid, lo), np.where(below, hi, mid)
+        reach = self.distribution.asr(np.array([10.0 ** 40]))[0, 0] >= target
+        return _shaped(np.where(reach, 10.0 ** hi, np.inf), target_asr)
+
+    def interval(self, attempts, level: float = 0.9, *, n_queries=None) -> ConfidenceInterval:
+        """Equal-tailed posterior ``level`` interval of ASR@N, as a named (low, high) pair of the input's shape.
+
+        With ``n_queries`` it is the interval of :meth:`any_success` at (n_queries, attempts) instead, with
+        the two broadcast against each other.
+        """
+        level = check_quantile(level, "level")
+        alpha = (1 - level) / 2
+        if n_queries is None:
+            values = self.posterior.asr(_at_least_one(attempts))
+            low, high = (_shaped(v, attempts) for v in np.quantile(values, [alpha, 1 - alpha], axis=0))
+        else:
+            values = np.asarray(self._any(self.posterior, n_queries, attempts))
+            low, high = (v if v.ndim else float(v) for v in np.quantile(values, [alpha, 1 - alpha], axis=0))
+        return ConfidenceInterval(low, high)
+
+    def summary(self, attempts, level: float = 0.9) -> list[dict]:
+        """One row per N: ``{"attempts", "forecast", "low", "high", "level"}``, as plain data for JSON."""
+        arr = _at_least_one(attempts)
+        point = np.atleast_1d(self.attack_success_rate(arr))
+        low, high = (np.atleast_1d(v) for v in self.interval(arr, level))
+        return [{"attempts": float(n), "forecast": float(f), "low": float(lo), "high": float(hi), "level": level}
+                for n, f, lo, hi in zip(arr, point, low, high)]
+
+
+def fit_best_of_n(successes, trials=None, *, n_draws: int = 1000, seed: int = 0) -> BestOfNFit:
+    """Fit a posterior over the distribution of per-query p to sampled counts, for best-of-N forecasts.
+
+    Parameters
+    ----------
+    successes : array_like of int, or Scores
+        Successes per query; or a counts :class:`~rarecast.Scores` (then leave ``trials`` out).
+    trials : int or array_like of int
+        Attempts per query: one number for every query, or one per query.
+    n_draws : int, default 1000
+        Posterior draws behind :meth:`BestOfNFit.interval`.
+    seed : int, default 0
+        Seed of the draws.
+
+    Returns
+    -------
+    BestOfNFit
+
+    Raises
+    ------
+    InputError
+        Counts that are not whole numbers with 0 <= successes <= trials, fewer than :data:`MIN_QUERIES`
+        queries, or a bad setting.
+    ForecastError
+        No query showed the behavior even once, so the counts say nothing about the scale of p; or the fit
+        did not converge.
+
+    Examples
+    --------
+    >>> import rarecast as rc
+    >>> fit = rc.fit_best_of_n([0, 0, 1, 3, 0, 12, 0, 2] * 5, 100)
+    >>> bool(fit.attack_success_rate(100) < fit.attack_success_rate(1e4))
+    True
+    >>> low, high = fit.interval(1e4)
+    >>> bool(low < fit.attack_success_rate(1e4) < high)
+    True
+    """
+    scores = _counts(successes, trials)
+    if scores.m < MIN_QUERIES:
+        raise InputError(f"{scores.m} queries are too few for a best-of-N fit; score at least {MIN_QUERIES}")
+    if isinstance(n_draws, bool) or not isinstance(n_draws, (int, np.integer)) or n_draws < MIN_DRAWS:
+        raise InputError(f"n_draws must be a whole number >= {MIN_DRAWS}, got {n_draws!r}")
+    if not scores.successes.any():
+        raise ForecastError("no query showed the behavior in any attempt, so the counts say nothing about how "
+                            "likely it is; try more attempts per query or more queries")
+    logit = np.linspace(*GRID_LOGIT, GRID_SIZE)
+    model = _model(logit, _knots(scores))
+    fits = _fit_smoothings(_Likelihood(scores, logit), model, SMOOTHINGS)
+    if not all(f.converged for f in fits):
+        raise ForecastError("the best-of-N fit did not converge; check the counts")
+    log_w, weights = _draw(fits, model.X, int(n_draws), seed)
+    eta = np.array([f.theta for f in fits]) @ model.X.T               # the modes, mixed by their weights
+    point = logsumexp(eta - logsumexp(eta, axis=1, keepdims=True) + np.log(weights)[:, None], axis=0)
+    return BestOfNFit(scores, PDistribution(logit, point[None, :]), PDistribution(logit, log_w),
+                      np.array([f.smoothing for f in fits]), weights,
+                      float(weights @ [f.edf for f in fits]), int(n_draws), seed)
+
+
+def best_of_n_result(fit: BestOfNFit, attempts, level: float = 0.9) -> dict:
+    """What the CLI prints and writes to JSON: the fit's effective degrees of freedom, the number of queries
+    and one :meth:`BestOfNFit.summary` row per N."""
+    return {"edf": fit.edf, "m": fit.scores.m, "forecasts": fit.summary(attempts, level)}
+
+
+__all__ = ["BestOfNFit", "PDistribution", "best_of_n_result", "fit_best_of_n"]

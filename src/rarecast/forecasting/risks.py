@@ -1,0 +1,75 @@
+"""The three deployment risks, computed from a fitted psi distribution for every replicate at once."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+from rarecast.errors import ForecastError
+from rarecast.scores import p_from_psi, psi_from_logp
+from rarecast.forecasting.tail.base import PsiDistribution
+
+
+def worst_query_risk(model: PsiDistribution, n: np.ndarray) -> np.ndarray:
+    """Forecast of max p over n deployment queries: p at the top-1/n quantile of psi. Shape (R, len(n))."""
+    return p_from_psi(model.worst_psi(n))
+
+
+def behavior_frequency(model: PsiDistribution, tau: np.ndarray) -> np.ndarray:
+    """Forecast fraction of queries with p > tau. Shape (R, len(tau))."""
+    return np.exp(model.log_sf(psi_from_logp(np.log(tau))))
+
+
+def aggregate_risk(model: PsiDistribution, n: np.ndarray) -> np.ndarray:
+    """P(at least one of n single-sample outputs shows the behavior) = 1 - (1 - E[p])^n, in log space."""
+    log_keep = np.log1p(-np.minimum(model.mean_p(), 1.0))
+    return -np.expm1(n[None, :] * log_keep[:, None])
+
+
+def max_quantile_psi(model: PsiDistribution, n: np.ndarray, q: np.ndarray, iters: int = 40) -> np.ndarray:
+    """psi that the largest of n deployment queries stays below with probability q; shape (len(n),).
+
+    The replicates of ``model`` are mixed with equal weight into one predictive distribution of the
+    deployment, so P(max <= x) = mean_r (1 - S_r(x))^n: the randomness of the maximum itself and the
+    uncertainty of the fit are both in it. Solved by bisection between the replicates' own quantiles, which
+    bracket the mixture's; +inf (p = 1) where even the largest of them leaves the probability below q.
+    """
+    n, q = np.broadcast_arrays(np.asarray(n, dtype=float), np.asarray(q, dtype=float))
+    own = model.isf(-np.expm1(np.log(q) / n))
+    finite = np.isfinite(own)
+    none = ~finite.any(axis=0)  # every replicate's quantile is p = 1 (or p = 0): so is the mixture's
+    lo = np.where(none, 0.0, np.min(np.where(finite, own, np.inf), axis=0)) - 1e-9
+    hi = np.where(none, 0.0, np.max(np.where(finite, own, -np.inf), axis=0)) + 1e-9
+
+    def cdf(x: np.ndarray) -> np.ndarray:
+        with np.errstate(divide="ignore"):
+            return np.mean(np.exp(n[None, :] * np.log1p(-np.exp(model.log_sf(x)))), axis=0)
+
+    beyond = cdf(hi) < q
+    for _ in range(iters):
+        mid = 0.5 * (lo + hi)
+        below = cdf(mid) < q
+        lo, hi = np.where(below, mid, lo), np.where(below, hi, mid)
+    edge = np.where(np.any(own == np.inf, axis=0), np.inf, -np.inf)
+    return np.where(none, edge, np.where(beyond, np.inf, 0.5 * (lo + hi)))
+
+
+RISKS: dict[str, Callable[[PsiDistribution, np.ndarray], np.ndarray]] = {
+    "worst_query_risk": worst_query_risk,
+    "behavior_frequency": behavior_frequency,
+    "aggregate_risk": aggregate_risk,
+}
+
+
+def check_argument(risk: str, values) -> np.ndarray:
+    """Validate n (>= 1) or tau (in (0, 1)) once, at the edge; returns a flat float array."""
+    if risk not in RISKS:
+        raise ForecastError(f"unknown risk {risk!r}; choose one of: {', '.join(RISKS)}")
+    arr = np.atleast_1d(np.asarray(values, dtype=float)).ravel()
+    if risk == "behavior_frequency":
+        if not np.all((arr > 0) & (arr < 1)):
+            raise ForecastError(f"tau must lie strictly between 0 and 1, got {values!r}")
+    elif not np.all(np.isfinite(arr) & (arr >= 1)):
+        raise ForecastError(f"the number of deployment queries n must be finite and >= 1, got {values!r}")
+    return arr
