@@ -5,7 +5,9 @@ STAMP   := .venv/.installed
 TESTENV := .venv/.installed-test
 CHROMIUM := .venv/.chromium
 
-.PHONY: demo test test-fast bench clean
+.PHONY: demo test test-fast lint bench clean
+
+LINTED  := src tests benchmarks experiments examples scripts
 
 $(STAMP): pyproject.toml Makefile
 	python3 -m venv .venv
@@ -31,11 +33,17 @@ $(CHROMIUM): $(STAMP)
 demo: $(STAMP)
 	.venv/bin/rarecast demo
 
-test: $(TESTENV) $(CHROMIUM)
+# Lint, format, the layer rule (pyproject's import-linter contracts), then the tests.
+test: lint $(CHROMIUM)
 	$(PY) -m pytest
 
-test-fast: $(TESTENV)
+test-fast: lint
 	$(PY) -m pytest -m "not slow"
+
+lint: $(TESTENV)
+	.venv/bin/ruff check $(LINTED)
+	.venv/bin/ruff format --check $(LINTED)
+	.venv/bin/lint-imports
 
 bench: $(STAMP)
 	$(PY) benchmarks/forecast_accuracy.py --quick

@@ -54,6 +54,7 @@ def _saber():
 
 # --- families: a sampler of p and the exact ASR@N -------------------------------------------------------
 
+
 def _logit_normal_asr(mu: float, sigma: float, N: float) -> float:
     """E[1 - (1 - p)^N] for logit p ~ Normal(mu, sigma), by quadrature in the standard normal z."""
     f = lambda z: stats.norm.pdf(z) * -np.expm1(N * log_expit(-(mu + sigma * z)))  # noqa: E731
@@ -75,6 +76,7 @@ def _two_logit_normals(w: float, a: tuple[float, float], b: tuple[float, float])
     def draw(rng, m):
         low = rng.random(m) < w
         return np.where(low, expit(rng.normal(*b, m)), expit(rng.normal(*a, m)))
+
     return draw, lambda N: (1 - w) * _logit_normal_asr(*a, N) + w * _logit_normal_asr(*b, N)
 
 
@@ -86,19 +88,30 @@ def _immune(rng, m):
 
 FAMILIES = {
     # name: (description, draw(rng, m) -> p, truth(N) -> ASR@N)
-    "beta": ("p ~ Beta(0.3, 30) (SABER's own family)", lambda rng, m: rng.beta(0.3, 30, m),
-             lambda N: _beta_asr(0.3, 30, N)),
-    "logit-normal": ("logit p ~ Normal(-6, 2)", lambda rng, m: expit(rng.normal(-6, 2, m)),
-                     lambda N: _logit_normal_asr(-6, 2, N)),
-    "immune": ("40% of queries with p = 0, the rest Beta(0.4, 20)", _immune,
-               lambda N: 0.6 * _beta_asr(0.4, 20, N)),
-    "two-modes": ("half logit p ~ N(-2.5, 0.5), half N(-6.5, 0.7) (low mode p ~ 1.5e-3)",
-                  *_two_logit_normals(0.5, (-2.5, 0.5), (-6.5, 0.7))),
-    "hidden-mode": ("half logit p ~ N(-2.5, 0.5), half N(-8, 0.7) (low mode p ~ 3e-4, ~3% seen at k = 100)",
-                    *_two_logit_normals(0.5, (-2.5, 0.5), (-8.0, 0.7))),
-    "log-uniform": ("log p uniform on [log 1e-5, log 0.1] (bounded)",
-                    lambda rng, m: np.exp(rng.uniform(np.log(1e-5), np.log(0.1), m)),
-                    lambda N: _loguniform_asr(1e-5, 0.1, N)),
+    "beta": (
+        "p ~ Beta(0.3, 30) (SABER's own family)",
+        lambda rng, m: rng.beta(0.3, 30, m),
+        lambda N: _beta_asr(0.3, 30, N),
+    ),
+    "logit-normal": (
+        "logit p ~ Normal(-6, 2)",
+        lambda rng, m: expit(rng.normal(-6, 2, m)),
+        lambda N: _logit_normal_asr(-6, 2, N),
+    ),
+    "immune": ("40% of queries with p = 0, the rest Beta(0.4, 20)", _immune, lambda N: 0.6 * _beta_asr(0.4, 20, N)),
+    "two-modes": (
+        "half logit p ~ N(-2.5, 0.5), half N(-6.5, 0.7) (low mode p ~ 1.5e-3)",
+        *_two_logit_normals(0.5, (-2.5, 0.5), (-6.5, 0.7)),
+    ),
+    "hidden-mode": (
+        "half logit p ~ N(-2.5, 0.5), half N(-8, 0.7) (low mode p ~ 3e-4, ~3% seen at k = 100)",
+        *_two_logit_normals(0.5, (-2.5, 0.5), (-8.0, 0.7)),
+    ),
+    "log-uniform": (
+        "log p uniform on [log 1e-5, log 0.1] (bounded)",
+        lambda rng, m: np.exp(rng.uniform(np.log(1e-5), np.log(0.1), m)),
+        lambda N: _loguniform_asr(1e-5, 0.1, N),
+    ),
 }
 
 
@@ -107,11 +120,15 @@ def _pool_family():
 
     p = np.exp(pq.read_table(POOL, columns=["logp"]).column("logp").to_numpy())
     truth = lambda N: float(np.mean(-np.expm1(N * np.log1p(-p))))  # noqa: E731
-    return (f"real pool: {len(p)} queries' exact p (experiments/data/sampled_scores.parquet), resampled",
-            lambda rng, m: rng.choice(p, m), truth)
+    return (
+        f"real pool: {len(p)} queries' exact p (experiments/data/sampled_scores.parquet), resampled",
+        lambda rng, m: rng.choice(p, m),
+        truth,
+    )
 
 
 # --- one repetition -------------------------------------------------------------------------------------
+
 
 def _one(job: tuple) -> dict:
     """Forecasts and intervals of every method on one repetition's counts."""
@@ -137,8 +154,10 @@ def _one(job: tuple) -> dict:
             se = model._estimate_alpha_se()  # SABER's own standard error of alpha (its predict(confidence=) path)
             anchored = [model.predict(int(n)).asr for n in N]
             plugin = [model.predict(int(n), method="plugin").asr for n in N]
-            ci = [saber.confidence_interval_anchored(int(n), k, model.fit_result.asr_at_n, model.alpha, se, LEVEL)
-                  for n in N]
+            ci = [
+                saber.confidence_interval_anchored(int(n), k, model.fit_result.asr_at_n, model.alpha, se, LEVEL)
+                for n in N
+            ]
         out["saber-anchored"] = (anchored, [c[0] for c in ci], [c[1] for c in ci], 2.0)
         out["saber-plugin"] = (plugin, None, None, 2.0)
     except (ValueError, FloatingPointError, RuntimeError) as exc:
@@ -147,6 +166,7 @@ def _one(job: tuple) -> dict:
 
 
 # --- tables ---------------------------------------------------------------------------------------------
+
 
 def _score(rows: list[dict], truths: dict[str, list[float]]) -> dict:
     """Per family and method: MAE at each N and averaged, coverage, median width, refusals."""
@@ -158,13 +178,17 @@ def _score(rows: list[dict], truths: dict[str, list[float]]) -> dict:
             res = [r["results"][method] for r in reps]
             ok = [x for x in res if not isinstance(x, str)]
             err = np.array([np.abs(np.array(x[0]) - truth) for x in ok]).reshape(-1, len(truth))
-            entry = {"mae": err.mean(axis=0).tolist(), "mae_mean": float(err.mean()), "bias":
-                     (np.array([x[0] for x in ok]).reshape(-1, len(truth)) - truth).mean(axis=0).tolist(),
-                     "refused": 1 - len(ok) / len(res), "repetitions": len(res)}
+            entry = {
+                "mae": err.mean(axis=0).tolist(),
+                "mae_mean": float(err.mean()),
+                "bias": (np.array([x[0] for x in ok]).reshape(-1, len(truth)) - truth).mean(axis=0).tolist(),
+                "refused": 1 - len(ok) / len(res),
+                "repetitions": len(res),
+            }
             if ok and ok[0][1] is not None:
                 covered = np.array([[lo <= t <= hi for lo, hi, t in zip(x[1], x[2], truth)] for x in ok])
                 width = np.array([np.subtract(x[2], x[1]) for x in ok])
-                entry["coverage"] = (covered.sum(axis=0) / len(res)).tolist()   # a refusal does not cover
+                entry["coverage"] = (covered.sum(axis=0) / len(res)).tolist()  # a refusal does not cover
                 entry["median_width"] = np.median(width, axis=0).tolist()
             if method == "rarecast":
                 entry["mean_edf"] = float(np.mean([x[3] for x in ok])) if ok else None
@@ -179,17 +203,23 @@ def _goals(table: dict) -> dict:
     coverage = {f: table[f]["rarecast"].get("coverage") for f in table}
     cov_ok = {f: c is not None and all(0.85 <= x <= 0.95 for x in c) for f, c in coverage.items()}
     pooled = float(ours.mean() / theirs.mean())
-    return {"pooled_mae_ratio": pooled, "pooled_goal_met": pooled <= 0.8,
-            "mae_ratio_by_family": ratio, "worst_family": max(ratio, key=ratio.get),
-            "no_family_10pct_worse": all(r <= 1.1 for r in ratio.values()),
-            "coverage_85_95_by_family": cov_ok, "coverage_goal_met": all(cov_ok.values())}
+    return {
+        "pooled_mae_ratio": pooled,
+        "pooled_goal_met": pooled <= 0.8,
+        "mae_ratio_by_family": ratio,
+        "worst_family": max(ratio, key=ratio.get),
+        "no_family_10pct_worse": all(r <= 1.1 for r in ratio.values()),
+        "coverage_85_95_by_family": cov_ok,
+        "coverage_goal_met": all(cov_ok.values()),
+    }
 
 
 def _markdown(doc: dict) -> str:
     a = doc["settings"]
     g = doc["goals"]
     lines = [
-        "# Best-of-N accuracy: rarecast beside SABER", "",
+        "# Best-of-N accuracy: rarecast beside SABER",
+        "",
         f"Generated by `{doc['command']}` on {doc['machine']} ({doc['date']}, {doc['seconds']:.0f} s): "
         f"{a['repetitions']} repetitions per family, {a['m']} queries per repetition ({a['pool_m']} for the "
         f"real pool), {a['attempts']} attempts per query, forecasts of ASR@N at N = "
@@ -197,18 +227,26 @@ def _markdown(doc: dict) -> str:
         "All methods see the same counts in each repetition. Truths are exact (numerical integration over "
         "the family; for the real pool, the mean of 1 - (1 - p)^N over its 400 exact p, from which each "
         "repetition resamples its queries and samples their attempts). A refused fit counts as a failure "
-        "(not covered). MAE is the mean absolute error in ASR (0 to 1), averaged over the two N.", "",
-        "## Families", "",
-        *[f"- **{f}**: {d}; exact ASR@N = {', '.join(f'{t:.3f}' for t in doc['truths'][f])}"
-          for f, d in doc["families"].items()], "",
-        "## Goals (issue 16)", "",
+        "(not covered). MAE is the mean absolute error in ASR (0 to 1), averaged over the two N.",
+        "",
+        "## Families",
+        "",
+        *[
+            f"- **{f}**: {d}; exact ASR@N = {', '.join(f'{t:.3f}' for t in doc['truths'][f])}"
+            for f, d in doc["families"].items()
+        ],
+        "",
+        "## Goals (issue 16)",
+        "",
         f"- pooled MAE, rarecast / SABER-anchored: {g['pooled_mae_ratio']:.2f} (goal <= 0.8: "
         f"{'met' if g['pooled_goal_met'] else 'missed'})",
         f"- no family more than 10% worse than SABER-anchored: {'met' if g['no_family_10pct_worse'] else 'missed'}"
         f" (worst: {g['worst_family']}, {g['mae_ratio_by_family'][g['worst_family']]:.2f}x)",
         f"- 90% coverage within 85-95% on every family: {'met' if g['coverage_goal_met'] else 'missed'} (met on "
-        f"{sum(g['coverage_85_95_by_family'].values())} of {len(g['coverage_85_95_by_family'])})", "",
-        "## Side by side", "",
+        f"{sum(g['coverage_85_95_by_family'].values())} of {len(g['coverage_85_95_by_family'])})",
+        "",
+        "## Side by side",
+        "",
         "| family | method | MAE | MAE N=1e3 | MAE N=1e4 | bias N=1e4 | 90% coverage (1e3 / 1e4) | "
         "median width (1e3 / 1e4) | refused | MAE ratio to SABER-anchored |",
         "|---|---|---|---|---|---|---|---|---|---|",
@@ -219,17 +257,30 @@ def _markdown(doc: dict) -> str:
             cov = " / ".join(f"{c:.0%}" for c in e["coverage"]) if "coverage" in e else "n/a"
             wid = " / ".join(f"{w:.2f}" for w in e["median_width"]) if "median_width" in e else "n/a"
             shape = f" (edf {e['mean_edf']:.1f})" if e.get("mean_edf") is not None else ""
-            lines.append(f"| {f} | {method}{shape} | {e['mae_mean']:.3f} | {e['mae'][0]:.3f} | {e['mae'][1]:.3f} | "
-                         f"{e['bias'][1]:+.3f} | {cov} | {wid} | {e['refused']:.0%} | {e['mae_mean'] / base:.2f} |")
-    lines += ["", "`(edf x)`: rarecast's effective degrees of freedom, averaged over repetitions (2: a plain Beta, "
-              "as SABER fits; more where the posterior loosens the smooth correction).", ""]
+            lines.append(
+                f"| {f} | {method}{shape} | {e['mae_mean']:.3f} | {e['mae'][0]:.3f} | {e['mae'][1]:.3f} | "
+                f"{e['bias'][1]:+.3f} | {cov} | {wid} | {e['refused']:.0%} | {e['mae_mean'] / base:.2f} |"
+            )
+    lines += [
+        "",
+        "`(edf x)`: rarecast's effective degrees of freedom, averaged over repetitions (2: a plain Beta, "
+        "as SABER fits; more where the posterior loosens the smooth correction).",
+        "",
+    ]
     return "\n".join(lines)
 
 
 def _machine() -> str:
     """The CPU's model name and core count, as /proc/cpuinfo and os.cpu_count give them."""
-    names = [line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-             if line.startswith("model name")] if Path("/proc/cpuinfo").exists() else [platform.machine()]
+    names = (
+        [
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ]
+        if Path("/proc/cpuinfo").exists()
+        else [platform.machine()]
+    )
     return f"{names[0]}, a {os.cpu_count()}-core VM"
 
 
@@ -250,20 +301,37 @@ def main(argv: list[str] | None = None) -> dict:
     _saber()
     start = time.time()
     names = list(FAMILIES) + ["real-pool"]
-    jobs = [(f, r, args.pool_m if f == "real-pool" else args.m, args.attempts, args.draws)
-            for f in names for r in range(args.reps)]
+    jobs = [
+        (f, r, args.pool_m if f == "real-pool" else args.m, args.attempts, args.draws)
+        for f in names
+        for r in range(args.reps)
+    ]
     with ProcessPoolExecutor(args.workers) as pool:
         rows = list(pool.map(_one, jobs, chunksize=2))
     described = {**{f: d[0] for f, d in FAMILIES.items()}, "real-pool": _pool_family()[0]}
-    truths = {f: [(_pool_family() if f == "real-pool" else FAMILIES[f])[2](float(n)) for n in ATTEMPTS_N]
-              for f in names}
+    truths = {
+        f: [(_pool_family() if f == "real-pool" else FAMILIES[f])[2](float(n)) for n in ATTEMPTS_N] for f in names
+    }
     table = _score(rows, truths)
-    doc = {"command": "python benchmarks/best_of_n.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-           "machine": _machine(),
-           "date": date.today().isoformat(), "seconds": time.time() - start,
-           "settings": {"repetitions": args.reps, "m": args.m, "pool_m": args.pool_m, "attempts": args.attempts,
-                        "n_draws": args.draws, "N": list(ATTEMPTS_N), "level": LEVEL},
-           "families": described, "truths": truths, "table": table, "goals": _goals(table)}
+    doc = {
+        "command": "python benchmarks/best_of_n.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "machine": _machine(),
+        "date": date.today().isoformat(),
+        "seconds": time.time() - start,
+        "settings": {
+            "repetitions": args.reps,
+            "m": args.m,
+            "pool_m": args.pool_m,
+            "attempts": args.attempts,
+            "n_draws": args.draws,
+            "N": list(ATTEMPTS_N),
+            "level": LEVEL,
+        },
+        "families": described,
+        "truths": truths,
+        "table": table,
+        "goals": _goals(table),
+    }
     print(_markdown(doc))
     if args.out:
         args.out.write_text(json.dumps(doc, indent=1) + "\n")

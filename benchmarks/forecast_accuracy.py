@@ -18,7 +18,8 @@ The default's worst-query forecast is also read at quantiles 0.5 to 0.95 of its 
 goal section picks the one quantile q* (shared by every pool) whose underestimation rate is no higher than
 gumbel-ols's on the same splits, and reports the default's MAE there as a ratio to gumbel-ols's.
 
-    python benchmarks/forecast_accuracy.py --quick --out docs/forecast-accuracy.json --markdown docs/forecast-accuracy.md
+    python benchmarks/forecast_accuracy.py --quick --out docs/forecast-accuracy.json \
+        --markdown docs/forecast-accuracy.md
 """
 
 from __future__ import annotations
@@ -39,10 +40,10 @@ import pyarrow.parquet as pq
 
 import rarecast as rc
 from rarecast.errors import ForecastError, RarecastWarning
-from rarecast.forecasting.risks import max_quantile_psi
-from rarecast.scores import p_from_psi
 from rarecast.evaluation.synthetic import FAMILIES
+from rarecast.forecasting.risks import max_quantile_psi
 from rarecast.forecasting.tail import DEFAULT_COUNTS, DEFAULT_EXACT
+from rarecast.scores import p_from_psi
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "experiments" / "data"
@@ -65,8 +66,9 @@ def real_pools() -> dict[str, np.ndarray]:
     for pool in ("misuse", "secret", "action"):
         chunks = sorted((DATA / "rare").glob(f"{pool}-*.parquet"))
         if chunks:
-            pools[f"rare-{pool}"] = np.concatenate([pq.read_table(c, columns=["logp"])["logp"].to_numpy()
-                                                    for c in chunks])
+            pools[f"rare-{pool}"] = np.concatenate(
+                [pq.read_table(c, columns=["logp"])["logp"].to_numpy() for c in chunks]
+            )
     return pools
 
 
@@ -78,8 +80,11 @@ def split_truths(pool: str, m: int, rng: np.random.Generator, logp_pool: np.ndar
         n = np.array(MULTIPLES, dtype=float) * m
         s_max = -np.expm1(np.log(rng.uniform(size=len(n))) / n)  # survival of the maximum of n draws, exactly
         tau = family.true_worst_query_risk(n)
-        truth = {"worst_query_risk": p_from_psi(family.isf(s_max)), "behavior_frequency": 1.0 / n,
-                 "aggregate_risk": family.true_aggregate_risk(n)}
+        truth = {
+            "worst_query_risk": p_from_psi(family.isf(s_max)),
+            "behavior_frequency": 1.0 / n,
+            "aggregate_risk": family.true_aggregate_risk(n),
+        }
         return scores, truth, n, tau
     idx = rng.permutation(len(logp_pool))
     scores = rc.Scores.from_logp(logp_pool[idx[:m]])
@@ -88,16 +93,21 @@ def split_truths(pool: str, m: int, rng: np.random.Generator, logp_pool: np.ndar
     log_tau = np.sort(logp_pool)[::-1][(len(logp_pool) / n).astype(int) - 1]
     tau = np.exp(log_tau)
     # ">=": at 1,000x the pool's top-1/n quantile can be its largest score, and nothing lies above that
-    truth = {"worst_query_risk": np.array([np.exp(deploy[: int(k)].max()) for k in n]),
-             "behavior_frequency": np.array([np.mean(logp_pool >= t) for t in log_tau]),
-             "aggregate_risk": np.array([-np.expm1(np.sum(np.log1p(-np.exp(deploy[: int(k)])))) for k in n])}
+    truth = {
+        "worst_query_risk": np.array([np.exp(deploy[: int(k)].max()) for k in n]),
+        "behavior_frequency": np.array([np.mean(logp_pool >= t) for t in log_tau]),
+        "aggregate_risk": np.array([-np.expm1(np.sum(np.log1p(-np.exp(deploy[: int(k)])))) for k in n]),
+    }
     return scores, truth, n, tau
 
 
 def fit_row(method: str, scores, n: np.ndarray, tau: np.ndarray, draws: int, seed: int) -> dict:
     """Point forecasts and 90% intervals of the three risks (and, for the default, quantile forecasts)."""
-    name = DEFAULT_EXACT if method == "default" and scores.kind == "exact" else (
-        DEFAULT_COUNTS if method == "default" else method)
+    name = (
+        DEFAULT_EXACT
+        if method == "default" and scores.kind == "exact"
+        else (DEFAULT_COUNTS if method == "default" else method)
+    )
     data = scores
     if scores.kind == "counts" and name != DEFAULT_COUNTS:
         data = rc.Scores.from_p(scores.successes / scores.trials)  # the paper's treatment: p = s / k
@@ -137,12 +147,21 @@ def run_task(task) -> list[dict]:
         scores, truth, n, tau = split_truths(pool, m, rng, logp_pool)
         fits = {meth: fit_row(meth, scores, n, tau, draws, split) for meth in methods}
         if "frequency_median" in fits.get("default", {}):
-            fits[MEDIAN_FREQUENCY] = {"behavior_frequency": [fits["default"]["frequency_median"],
-                                                             *fits["default"]["behavior_frequency"][1:]]}
+            fits[MEDIAN_FREQUENCY] = {
+                "behavior_frequency": [fits["default"]["frequency_median"], *fits["default"]["behavior_frequency"][1:]]
+            }
         if logp_pool is None:
             fits["oracle"] = oracle_row(pool, n)
-        rows.append({"pool": pool, "m": m, "split": split, "n": n.tolist(),
-                     "truth": {k: v.tolist() for k, v in truth.items()}, "fits": fits})
+        rows.append(
+            {
+                "pool": pool,
+                "m": m,
+                "split": split,
+                "n": n.tolist(),
+                "truth": {k: v.tolist() for k, v in truth.items()},
+                "fits": fits,
+            }
+        )
     return rows
 
 
@@ -161,12 +180,15 @@ def cell_metrics(rows: list[dict], method: str, risk: str, j: int, common: np.nd
     err = _err(point, truth)
     covered = ok & (np.maximum(low, FLOOR) <= truth) & (truth <= high)
     width = np.log10(np.maximum(high[ok], FLOOR)) - np.log10(np.maximum(low[ok], FLOOR))
-    return {"splits": len(rows), "refused": float(np.mean(~ok)),
-            "mae_log10": float(np.mean(np.abs(err[common & ok]))) if (common & ok).any() else None,
-            "within_1oom": float(np.mean(ok & (np.abs(np.nan_to_num(err, nan=99)) <= 1))),
-            "underestimation": float(np.mean(~ok | (np.nan_to_num(err, nan=-99) < 0))),
-            "coverage": float(np.mean(covered)) if (~np.isnan(low[ok])).any() else None,
-            "median_width_log10": float(np.median(width)) if width.size else None}
+    return {
+        "splits": len(rows),
+        "refused": float(np.mean(~ok)),
+        "mae_log10": float(np.mean(np.abs(err[common & ok]))) if (common & ok).any() else None,
+        "within_1oom": float(np.mean(ok & (np.abs(np.nan_to_num(err, nan=99)) <= 1))),
+        "underestimation": float(np.mean(~ok | (np.nan_to_num(err, nan=-99) < 0))),
+        "coverage": float(np.mean(covered)) if (~np.isnan(low[ok])).any() else None,
+        "median_width_log10": float(np.median(width)) if width.size else None,
+    }
 
 
 def summarize(rows: list[dict], methods: list[str]) -> list[dict]:
@@ -183,9 +205,17 @@ def summarize(rows: list[dict], methods: list[str]) -> list[dict]:
                     for meth in present:
                         if risk not in rs[0]["fits"][meth] and meth in ("oracle", MEDIAN_FREQUENCY):
                             continue
-                        table.append({"pool": pool, "m": m, "method": meth, "risk": risk, "multiple": mult,
-                                      "n": int(np.median([r["n"][j] for r in rs])),
-                                      **cell_metrics(rs, meth, risk, j, common)})
+                        table.append(
+                            {
+                                "pool": pool,
+                                "m": m,
+                                "method": meth,
+                                "risk": risk,
+                                "multiple": mult,
+                                "n": int(np.median([r["n"][j] for r in rs])),
+                                **cell_metrics(rs, meth, risk, j, common),
+                            }
+                        )
     return table
 
 
@@ -198,8 +228,9 @@ def pooled(table: list[dict], risk: str, multiple: int) -> dict[tuple[str, str],
     keys = ["mae_log10", "within_1oom", "underestimation", "coverage", "median_width_log10", "refused"]
     out = {}
     for k, rs in acc.items():
-        out[k] = {key: (float(np.mean([r[key] for r in rs])) if all(r[key] is not None for r in rs) else None)
-                  for key in keys}
+        out[k] = {
+            key: (float(np.mean([r[key] for r in rs])) if all(r[key] is not None for r in rs) else None) for key in keys
+        }
     return out
 
 
@@ -217,54 +248,81 @@ def matched_quantile(rows: list[dict]) -> dict:
         g = [r["fits"]["gumbel-ols"] for r in rs]
         d = [r["fits"]["default"] for r in rs]
         both = np.array([("quantiles" in b) and ("worst_query_risk" in a) for a, b in zip(g, d)])
-        g_err = np.array([_err(np.array(a["worst_query_risk"][0]), t) if "worst_query_risk" in a
-                          else np.full(truth.shape[1], -99.0) for a, t in zip(g, truth)])
-        q_err = np.array([_err(np.array(b["quantiles"]), t[None, :]) if "quantiles" in b
-                          else np.full((len(QUANTILES), truth.shape[1]), -99.0) for b, t in zip(d, truth)])
-        stats[pool] = {"gumbel_under": float(np.mean(g_err < 0)),
-                       "default_under": np.mean(q_err < 0, axis=(0, 2)),
-                       "gumbel_mae": float(np.mean(np.abs(g_err[both]))),
-                       "default_mae": np.mean(np.abs(q_err[both]), axis=(0, 2))}
+        g_err = np.array(
+            [
+                _err(np.array(a["worst_query_risk"][0]), t)
+                if "worst_query_risk" in a
+                else np.full(truth.shape[1], -99.0)
+                for a, t in zip(g, truth)
+            ]
+        )
+        q_err = np.array(
+            [
+                _err(np.array(b["quantiles"]), t[None, :])
+                if "quantiles" in b
+                else np.full((len(QUANTILES), truth.shape[1]), -99.0)
+                for b, t in zip(d, truth)
+            ]
+        )
+        stats[pool] = {
+            "gumbel_under": float(np.mean(g_err < 0)),
+            "default_under": np.mean(q_err < 0, axis=(0, 2)),
+            "gumbel_mae": float(np.mean(np.abs(g_err[both]))),
+            "default_mae": np.mean(np.abs(q_err[both]), axis=(0, 2)),
+        }
     target = float(np.mean([s["gumbel_under"] for s in stats.values()]))
     under = np.mean([s["default_under"] for s in stats.values()], axis=0)
     ok = np.flatnonzero(under <= target + 1e-12)
-    out = {"gumbel_ols_underestimation": target,
-           "default_underestimation_by_quantile": dict(zip(map(float, QUANTILES), map(float, under)))}
+    out = {
+        "gumbel_ols_underestimation": target,
+        "default_underestimation_by_quantile": dict(zip(map(float, QUANTILES), map(float, under))),
+    }
     if not ok.size:
         return {**out, "q_star": None}
     i = int(ok[0])
     ratios = {p: float(s["default_mae"][i] / s["gumbel_mae"]) for p, s in stats.items()}
-    return {**out, "q_star": float(QUANTILES[i]), "default_underestimation_at_q_star": float(under[i]),
-            "mae_ratio_geomean": float(np.exp(np.mean(np.log(list(ratios.values()))))),
-            "mae_ratio_by_pool": ratios, "worst_pool": max(ratios, key=ratios.get),
-            "worst_pool_ratio": max(ratios.values()),
-            "mae_ratio_at_median_by_pool": {p: float(s["default_mae"][0] / s["gumbel_mae"]) for p, s in stats.items()}}
+    return {
+        **out,
+        "q_star": float(QUANTILES[i]),
+        "default_underestimation_at_q_star": float(under[i]),
+        "mae_ratio_geomean": float(np.exp(np.mean(np.log(list(ratios.values()))))),
+        "mae_ratio_by_pool": ratios,
+        "worst_pool": max(ratios, key=ratios.get),
+        "worst_pool_ratio": max(ratios.values()),
+        "mae_ratio_at_median_by_pool": {p: float(s["default_mae"][0] / s["gumbel_mae"]) for p, s in stats.items()},
+    }
 
 
 def markdown(table: list[dict], meta: dict, goal: dict) -> str:
-    lines = ["# Forecast accuracy: synthetic families and real pools\n",
-             f"Generated by `{meta['command']}` on {meta['machine']} ({meta['date']}, {meta['seconds']:.0f} s): "
-             f"{meta['splits']} splits per (pool, m), m in {meta['m']} (real pools: {meta['m_real']}), "
-             f"{meta['draws']} draws per fit. Errors are log10(forecast / truth), averaged over m. Truth is the "
-             "realized maximum of the deployment draw for worst-query risk (see the script's docstring for the "
-             "other two). A refused fit counts as an underestimate, outside one order and not covered; MAE is "
-             "over the splits where every estimator fitted. `default` is gpd-bayes (binomial on count "
-             "families); `oracle` is the true median of the deployment maximum (the floor on MAE). Real pools' "
-             "n is capped by the pool: the column n gives the median n used.\n"]
+    lines = [
+        "# Forecast accuracy: synthetic families and real pools\n",
+        f"Generated by `{meta['command']}` on {meta['machine']} ({meta['date']}, {meta['seconds']:.0f} s): "
+        f"{meta['splits']} splits per (pool, m), m in {meta['m']} (real pools: {meta['m_real']}), "
+        f"{meta['draws']} draws per fit. Errors are log10(forecast / truth), averaged over m. Truth is the "
+        "realized maximum of the deployment draw for worst-query risk (see the script's docstring for the "
+        "other two). A refused fit counts as an underestimate, outside one order and not covered; MAE is "
+        "over the splits where every estimator fitted. `default` is gpd-bayes (binomial on count "
+        "families); `oracle` is the true median of the deployment maximum (the floor on MAE). Real pools' "
+        "n is capped by the pool: the column n gives the median n used.\n",
+    ]
     lines.append("\n## Matched underestimation (worst-query risk, 100x and 1,000x, all pools)\n")
     lines.append("```json\n" + json.dumps(goal, indent=1) + "\n```\n")
     for risk in RISKS:
         for mult in MULTIPLES:
             p = pooled(table, risk, mult)
             lines.append(f"\n## {risk}, n = {mult} m\n")
-            lines.append("| pool | method | MAE log10 | within 1 OOM | underestimates | 90% coverage | "
-                         "median width (orders) | refused |")
+            lines.append(
+                "| pool | method | MAE log10 | within 1 OOM | underestimates | 90% coverage | "
+                "median width (orders) | refused |"
+            )
             lines.append("|---|---|---|---|---|---|---|---|")
             fmt = lambda v, f: "n/a" if v is None else format(v, f)  # noqa: E731
             for (pool, meth), v in p.items():
-                lines.append(f"| {pool} | {meth} | {fmt(v['mae_log10'], '.2f')} | {fmt(v['within_1oom'], '.0%')} | "
-                             f"{fmt(v['underestimation'], '.0%')} | {fmt(v['coverage'], '.0%')} | "
-                             f"{fmt(v['median_width_log10'], '.1f')} | {fmt(v['refused'], '.0%')} |")
+                lines.append(
+                    f"| {pool} | {meth} | {fmt(v['mae_log10'], '.2f')} | {fmt(v['within_1oom'], '.0%')} | "
+                    f"{fmt(v['underestimation'], '.0%')} | {fmt(v['coverage'], '.0%')} | "
+                    f"{fmt(v['median_width_log10'], '.1f')} | {fmt(v['refused'], '.0%')} |"
+                )
     return "\n".join(lines) + "\n"
 
 
@@ -299,23 +357,38 @@ def main(argv=None) -> int:
     ms, ms_real = args.m or [100, 1000], args.m_real or [100, 300]
     real = real_pools()
     names = args.pools or list(FAMILIES) + list(real)
-    tasks = [(p, m, splits, draws, args.methods, real.get(p))
-             for p in names for m in (ms_real if p in real else ms)
-             if p not in real or len(real[p]) >= 10 * m + m]
+    tasks = [
+        (p, m, splits, draws, args.methods, real.get(p))
+        for p in names
+        for m in (ms_real if p in real else ms)
+        if p not in real or len(real[p]) >= 10 * m + m
+    ]
     t0, rows = time.time(), []
     with ProcessPoolExecutor(max_workers=args.jobs) as ex:
         for i, cell in enumerate(ex.map(run_task, tasks), 1):
             rows += cell
             rate = (time.time() - t0) / i
-            print(f"\r{i}/{len(tasks)} (pool, m) cells, {time.time() - t0:.0f} s, ETA {rate * (len(tasks) - i):.0f} s",
-                  end="", file=sys.stderr, flush=True)
+            print(
+                f"\r{i}/{len(tasks)} (pool, m) cells, {time.time() - t0:.0f} s, ETA {rate * (len(tasks) - i):.0f} s",
+                end="",
+                file=sys.stderr,
+                flush=True,
+            )
     print(file=sys.stderr)
     table = summarize(rows, args.methods)
     goal = matched_quantile(rows)
-    meta = {"command": "python benchmarks/forecast_accuracy.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-            "machine": machine_name(), "date": time.strftime("%Y-%m-%d"), "splits": splits, "draws": draws,
-            "m": ms, "m_real": ms_real, "real_pools": {p: len(v) for p, v in real.items()},
-            "seconds": time.time() - t0, "rarecast": rc.__version__}
+    meta = {
+        "command": "python benchmarks/forecast_accuracy.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "machine": machine_name(),
+        "date": time.strftime("%Y-%m-%d"),
+        "splits": splits,
+        "draws": draws,
+        "m": ms,
+        "m_real": ms_real,
+        "real_pools": {p: len(v) for p, v in real.items()},
+        "seconds": time.time() - t0,
+        "rarecast": rc.__version__,
+    }
     print(json.dumps(goal, indent=1))
     if args.out:
         Path(args.out).write_text(json.dumps({"meta": meta, "goal": goal, "table": table, "splits": rows}) + "\n")

@@ -7,6 +7,7 @@ gumbel-ols's, and the MAE ratio to gumbel-ols there (geometric mean over pools, 
 
     .venv/bin/python benchmarks/prior_width.py 0.1 0.2 0.3 > docs/prior-width.log
 """
+
 import sys
 import warnings
 import zlib
@@ -31,7 +32,7 @@ SPLITS = 24
 res = {}
 for pool in pools:
     lp = real.get(pool)
-    for m in ([100, 1000] if lp is None else [100, 300]):
+    for m in [100, 1000] if lp is None else [100, 300]:
         for split in range(SPLITS):
             rng = np.random.default_rng([zlib.crc32(pool.encode()), m, split])
             scores, truth, n, tau = fa.split_truths(pool, m, rng, lp)
@@ -61,5 +62,8 @@ for sd in SDS:
     i = int(np.flatnonzero(under <= target + 1e-12)[0])
     ratios = {p: np.mean(np.abs(E[p][:, i])) / np.mean(np.abs(gu[p])) for p in pools}
     gm = np.exp(np.mean(np.log(list(ratios.values()))))
-    print(f"sd {sd}: q*={QS[i]} under={under[i]:.3f} geomean={gm:.3f} worst={max(ratios.values()):.2f}",
-          {p: round(r, 2) for p, r in ratios.items()}, flush=True)
+    print(
+        f"sd {sd}: q*={QS[i]} under={under[i]:.3f} geomean={gm:.3f} worst={max(ratios.values()):.2f}",
+        {p: round(r, 2) for p, r in ratios.items()},
+        flush=True,
+    )

@@ -68,14 +68,21 @@ def run(m: int, splits: int, seed: int) -> dict:
         for k in UNIFORM_K:
             s = rng.binomial(k, p)
             _add(arms, f"uniform k={k}", forecast_error(s, np.full(m, k), 100 * m), k * m)
+
         def draw(idx, hits, done, new, rng=rng, p=p):
             return rng.binomial(new, p[idx])
 
         for cap in ADAPTIVE_CAPS:
             s, n = sample_adaptively(np.zeros(m), np.zeros(m), draw, AdaptivePlan(max_trials=cap))
             _add(arms, f"adaptive max={cap}", forecast_error(s, n, 100 * m), int(n.sum()))
-    return {name: {"mean_abs_log10_error": float(np.nanmean(v["err"])), "refused": int(np.isnan(v["err"]).sum()),
-                   "samples": float(np.mean(v["samples"]))} for name, v in arms.items()}
+    return {
+        name: {
+            "mean_abs_log10_error": float(np.nanmean(v["err"])),
+            "refused": int(np.isnan(v["err"]).sum()),
+            "samples": float(np.mean(v["samples"])),
+        }
+        for name, v in arms.items()
+    }
 
 
 def _add(arms: dict, name: str, err: float, samples: int) -> None:
@@ -131,9 +138,17 @@ def main() -> None:
     load0 = os.getloadavg()[0]
     table = run(m, splits, args.seed)
     factor, needed = reduction(table)
-    result = {"m": m, "splits": splits, "n_deploy": 100 * m, "true_worst_query_risk": true_worst(100 * m),
-              "arms": table, "adaptive_samples_at_uniform200_error": needed, "sample_reduction": factor,
-              "seconds": time.perf_counter() - start, "load_average_at_start": load0}
+    result = {
+        "m": m,
+        "splits": splits,
+        "n_deploy": 100 * m,
+        "true_worst_query_risk": true_worst(100 * m),
+        "arms": table,
+        "adaptive_samples_at_uniform200_error": needed,
+        "sample_reduction": factor,
+        "seconds": time.perf_counter() - start,
+        "load_average_at_start": load0,
+    }
     _print(result)
     if args.out:
         with open(args.out, "w") as fh:

@@ -39,8 +39,10 @@ from rarecast.backends import get_backend
 from rarecast.backends.hf import continuation_ids, encode, render_prompt
 from rarecast.queries import Query
 
-WORDS = ("the model should explain how a small river finds its way to the sea while people watch "
-         "from old bridges and write letters about weather trade music rules stars and bread").split()
+WORDS = (
+    "the model should explain how a small river finds its way to the sea while people watch "
+    "from old bridges and write letters about weather trade music rules stars and bread"
+).split()
 TARGET = "Sure, here is"
 MULTI = ["Sure, here is", "I cannot", "Of course", "No"]
 
@@ -50,15 +52,19 @@ def make_prefix_queries(n_prompts: int, n_questions: int, seed: int = 1) -> list
     rng = np.random.default_rng(seed)
     systems = [" ".join(rng.choice(WORDS, size=int(rng.integers(90, 111)))) + "." for _ in range(n_prompts)]
     questions = [" ".join(rng.choice(WORDS, size=int(rng.integers(6, 13)))) + "?" for _ in range(n_questions)]
-    return [Query(id=f"s{i}q{j}", messages=({"role": "system", "content": sp}, {"role": "user", "content": qu}))
-            for i, sp in enumerate(systems) for j, qu in enumerate(questions)]
+    return [
+        Query(id=f"s{i}q{j}", messages=({"role": "system", "content": sp}, {"role": "user", "content": qu}))
+        for i, sp in enumerate(systems)
+        for j, qu in enumerate(questions)
+    ]
 
 
 def make_queries(n: int, seed: int = 0) -> list[Query]:
     """Deterministic prompts of 12-30 words (about 45-65 tokens with the chat template)."""
     rng = np.random.default_rng(seed)
-    return [Query(id=f"q{i}", prompt=" ".join(rng.choice(WORDS, size=int(rng.integers(12, 31)))) + "?")
-            for i in range(n)]
+    return [
+        Query(id=f"q{i}", prompt=" ".join(rng.choice(WORDS, size=int(rng.integers(12, 31)))) + "?") for i in range(n)
+    ]
 
 
 def matmul_flops(dtype: torch.dtype, reps: int = 5) -> float:
@@ -136,8 +142,12 @@ def naive(backend, queries, target) -> dict:
     lengths = [len(p) + len(c) for p, c in pairs]
     flops = model_flops(model.config, [(n, n) for n in lengths])  # the head runs at every position
     tokens = sum(lengths)
-    return {"seconds": seconds, "query_tokens_per_s": tokens / seconds, "flops_per_s": flops / seconds,
-            "values": values}
+    return {
+        "seconds": seconds,
+        "query_tokens_per_s": tokens / seconds,
+        "flops_per_s": flops / seconds,
+        "values": values,
+    }
 
 
 def one_at_a_time(model, pairs, dtype: torch.dtype) -> list[float]:
@@ -165,10 +175,13 @@ def backend_run(backend, queries, targets) -> dict:
     start = time.perf_counter()
     values = backend.continuation_logprobs(queries, targets)
     seconds = time.perf_counter() - start
-    return {"seconds": seconds, "values": values,
-            "query_tokens_per_s": query_tokens(backend, queries, targets[0]) / seconds,
-            "tokens_run_per_s": (backend.tokens_processed - before) / seconds,
-            "flops_per_s": executed_flops(backend, queries, targets) / seconds}
+    return {
+        "seconds": seconds,
+        "values": values,
+        "query_tokens_per_s": query_tokens(backend, queries, targets[0]) / seconds,
+        "tokens_run_per_s": (backend.tokens_processed - before) / seconds,
+        "flops_per_s": executed_flops(backend, queries, targets) / seconds,
+    }
 
 
 def prefix_rows(backends: dict, queries) -> dict:
@@ -186,7 +199,9 @@ def prefix_rows(backends: dict, queries) -> dict:
             out[f"{tag}_query_tokens_per_s"] = r["query_tokens_per_s"]
             out[f"{tag}_model_gflops"] = r["flops_per_s"] / 1e9
         out[f"prefix_{name}_speedup"] = runs[False]["seconds"] / runs[True]["seconds"]
-        out[f"prefix_{name}_reuse_max_abs_diff_nats"] = float(np.max(np.abs(runs[True]["values"] - runs[False]["values"])))
+        out[f"prefix_{name}_reuse_max_abs_diff_nats"] = float(
+            np.max(np.abs(runs[True]["values"] - runs[False]["values"]))
+        )
     out["prefix_speedup"] = out["prefix_fp32_speedup"]
     return out
 
@@ -196,8 +211,12 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="small sizes, about 2 minutes")
     ap.add_argument("--out", help="write the figures as one JSON object")
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--threads", type=int, help="torch threads; 1 on an oversubscribed machine, where every "
-                    "small op of a multi-threaded run waits for a descheduled thread at its barrier")
+    ap.add_argument(
+        "--threads",
+        type=int,
+        help="torch threads; 1 on an oversubscribed machine, where every "
+        "small op of a multi-threaded run waits for a descheduled thread at its barrier",
+    )
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -230,10 +249,12 @@ def main() -> None:
         prefix[key.replace("_model_gflops", "_matmul_fraction")] = prefix[key] * 1e9 / (mm32 if "fp32" in key else mm16)
     result = {
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch "
-                   f"{torch.__version__}, {torch.get_num_threads()} threads",
+        f"{torch.__version__}, {torch.get_num_threads()} threads",
         "load_average_at_start": load0,
-        "queries_backend": n_backend, "queries_naive": n_naive,
-        "matmul_fp32_gflops": mm32 / 1e9, "matmul_bf16_gflops": mm16 / 1e9,
+        "queries_backend": n_backend,
+        "queries_naive": n_naive,
+        "matmul_fp32_gflops": mm32 / 1e9,
+        "matmul_bf16_gflops": mm16 / 1e9,
         "naive_query_tokens_per_s": nv["query_tokens_per_s"],
         "naive_model_gflops": nv["flops_per_s"] / 1e9,
         "backend_fp32_query_tokens_per_s": bk["query_tokens_per_s"],
@@ -254,7 +275,8 @@ def main() -> None:
         "max_abs_diff_backend_vs_fp64_nats": float(np.max(np.abs(bk["values"][:n_naive, 0] - exact))),
         "max_abs_diff_naive_vs_fp64_nats": float(np.max(np.abs(np.array(nv["values"]) - exact))),
         "max_abs_shift_bf16_vs_fp32_nats": bf16_shift,
-        "four_targets_packed_seconds": packed, "four_targets_separate_seconds": separate,
+        "four_targets_packed_seconds": packed,
+        "four_targets_separate_seconds": separate,
         "packed_speedup_vs_separate": separate / packed,
         **prefix,
         "load_average_at_end": os.getloadavg()[0],

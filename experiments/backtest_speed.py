@@ -19,8 +19,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine, write_result
 
 from rarecast.evaluation.backtest import backtest
-from rarecast.scores import logp_from_psi
 from rarecast.evaluation.synthetic import FAMILIES
+from rarecast.scores import logp_from_psi
 
 CHEAP = ["gumbel-ols", "lognormal", "exponential", "gpd"]
 LOOPED = {"gpd-bayes": 50}  # trials actually run for the looped estimator; scaled to 500 in the report

@@ -18,11 +18,26 @@ WORK = ROOT / "work"
 
 def machine() -> dict:
     """What ran the experiment: CPU count, model name, load average when it started, Python and platform."""
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else ""
-    return {"cpus": os.cpu_count(), "cpu": cpu, "load_average_1m": os.getloadavg()[0],
-            "platform": platform.platform(), "python": platform.python_version(),
-            "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    cpu = (
+        next(
+            (
+                line.split(":", 1)[1].strip()
+                for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")
+            ),
+            platform.processor(),
+        )
+        if Path("/proc/cpuinfo").exists()
+        else ""
+    )
+    return {
+        "cpus": os.cpu_count(),
+        "cpu": cpu,
+        "load_average_1m": os.getloadavg()[0],
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
 
 
 def write_result(name: str, payload: dict) -> Path:

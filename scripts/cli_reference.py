@@ -45,8 +45,9 @@ def _command(cmd, ctx) -> str:
     usage = " ".join([ctx.command_path, *(["[OPTIONS]"] if len(arguments) < len(params) else []), *arguments])
     rows = ["| argument or option | default | what |", "|---|---|---|"]
     rows += [f"| `{_names(p)}` | {_default(p)} | {_cell(getattr(p, 'help', None) or '')} |" for p in params]
-    return "\n".join([f"### {ctx.command_path}", "", "```", usage, "```", "",
-                      inspect.cleandoc(cmd.help or ""), "", *rows, ""])
+    return "\n".join(
+        [f"### {ctx.command_path}", "", "```", usage, "```", "", inspect.cleandoc(cmd.help or ""), "", *rows, ""]
+    )
 
 
 def _argument_name(param) -> str:

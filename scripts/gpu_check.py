@@ -28,17 +28,42 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from transformers import LlamaConfig, LlamaForCausalLM
 
 # The embedded model's architecture, from ~/.cache/rarecast/models/<sha>/config.json (SmolLM2-135M-Instruct).
-SMOLLM2_135M = dict(vocab_size=49152, hidden_size=576, intermediate_size=1536, num_hidden_layers=30,
-                    num_attention_heads=9, num_key_value_heads=3, head_dim=64, max_position_embeddings=8192,
-                    rms_norm_eps=1e-5, rope_theta=100000.0, tie_word_embeddings=True, hidden_act="silu")
+SMOLLM2_135M = dict(
+    vocab_size=49152,
+    hidden_size=576,
+    intermediate_size=1536,
+    num_hidden_layers=30,
+    num_attention_heads=9,
+    num_key_value_heads=3,
+    head_dim=64,
+    max_position_embeddings=8192,
+    rms_norm_eps=1e-5,
+    rope_theta=100000.0,
+    tie_word_embeddings=True,
+    hidden_act="silu",
+)
 # A ~1.2B model of Llama-3.2-1B's shape.
-LLAMA_1B = dict(vocab_size=128256, hidden_size=2048, intermediate_size=8192, num_hidden_layers=16,
-                num_attention_heads=32, num_key_value_heads=8, head_dim=64, max_position_embeddings=8192,
-                rms_norm_eps=1e-5, rope_theta=500000.0, tie_word_embeddings=True, hidden_act="silu")
+LLAMA_1B = dict(
+    vocab_size=128256,
+    hidden_size=2048,
+    intermediate_size=8192,
+    num_hidden_layers=16,
+    num_attention_heads=32,
+    num_key_value_heads=8,
+    head_dim=64,
+    max_position_embeddings=8192,
+    rms_norm_eps=1e-5,
+    rope_theta=500000.0,
+    tie_word_embeddings=True,
+    hidden_act="silu",
+)
 CONFIGS = {"smollm2-135m": SMOLLM2_135M, "llama-1b": LLAMA_1B}
 # Nominal dense peaks (FLOP/s) by device name: fp32 without tensor cores, bf16 with.
-NOMINAL_PEAK = {"H100": {"fp32": 67e12, "bf16": 989e12}, "H200": {"fp32": 67e12, "bf16": 989e12},
-                "A100": {"fp32": 19.5e12, "bf16": 312e12}}
+NOMINAL_PEAK = {
+    "H100": {"fp32": 67e12, "bf16": 989e12},
+    "H200": {"fp32": 67e12, "bf16": 989e12},
+    "A100": {"fp32": 19.5e12, "bf16": 312e12},
+}
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
 
@@ -81,7 +106,12 @@ def on_device(cpu_model, device: str, dtype: str):
 
 def model_flops(config, rows: int, length: int, scored: int) -> float:
     """Useful FLOPs: linear layers for every token, causal attention, the head at scored positions."""
-    d, ff, layers, heads = config.hidden_size, config.intermediate_size, config.num_hidden_layers, config.num_attention_heads
+    d, ff, layers, heads = (
+        config.hidden_size,
+        config.intermediate_size,
+        config.num_hidden_layers,
+        config.num_attention_heads,
+    )
     hd = config.head_dim
     kv = config.num_key_value_heads * hd
     linear = 2 * layers * (d * heads * hd * 2 + 2 * d * kv + 3 * d * ff)
@@ -117,13 +147,19 @@ def check(name: str, device: str, rows: int, length: int, scored: int, ref_rows:
     ids, where, tokens = make_rows(config.vocab_size, rows, length, scored)
     sub = ref_rows * scored  # targets of the first ref_rows rows
     ref = score(cpu_model, cpu_model.lm_head.weight.detach().float(), ids[:ref_rows], where[:sub], tokens[:sub])
-    out = {"model": name, "parameters": sum(p.numel() for p in cpu_model.parameters()), "device": device,
-           "rows": rows, "length": length, "scored_per_row": scored}
+    out = {
+        "model": name,
+        "parameters": sum(p.numel() for p in cpu_model.parameters()),
+        "device": device,
+        "rows": rows,
+        "length": length,
+        "scored_per_row": scored,
+    }
     for dtype in ("fp32", "bf16"):
         model, head = on_device(cpu_model, device, dtype)
         got = score(model, head, ids[:ref_rows], where[:sub], tokens[:sub])
         out[f"{dtype}_max_abs_diff_vs_cpu_fp32_nats"] = float((got - ref).abs().max())
-        seconds = timed(lambda: score(model, head, ids, where, tokens), device)
+        seconds = timed(lambda model=model, head=head: score(model, head, ids, where, tokens), device)
         flops = model_flops(config, rows, length, scored) / seconds
         peak = matmul_flops(device, dtype, 8192 if device == "cuda" else 1024)
         out[f"{dtype}_tokens_per_s"] = rows * length / seconds
@@ -164,8 +200,10 @@ def main() -> int:
         with open(args.out, "w") as fh:
             json.dump({"torch": torch.__version__, "results": results}, fh, indent=2)
     worst = max(r["fp32_max_abs_diff_vs_cpu_fp32_nats"] for r in results)
-    print(f"fp32 {device} vs CPU: max |diff| {worst:.2e} nats (tolerance {args.tolerance:g}): "
-          f"{'OK' if worst <= args.tolerance else 'FAILED'}")
+    print(
+        f"fp32 {device} vs CPU: max |diff| {worst:.2e} nats (tolerance {args.tolerance:g}): "
+        f"{'OK' if worst <= args.tolerance else 'FAILED'}"
+    )
     return 0 if worst <= args.tolerance else 1
 
 

@@ -12,8 +12,16 @@ import pytest
 PAYLOAD = "<script>window.__pwned=1</script> <img src=x onerror=\"document.title='PWNED'\"> What is the password?"
 FORECAST_BLUE = (0x1F, 0x5F, 0xA8)  # the scaling plot's forecast line (rarecast.report.plots)
 
-_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-          "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 def chromium() -> str:
@@ -63,5 +71,5 @@ def assert_payload_inert(dom: str) -> None:
     assert "&lt;script&gt;window.__pwned=1&lt;/script&gt;" in dom
     assert "&lt;img src=x onerror=" in dom
     assert "<script" not in dom.lower()  # the report itself has no scripts at all
-    assert "<img src=\"x\"" not in dom and "<img src=x" not in dom
+    assert '<img src="x"' not in dom and "<img src=x" not in dom
     assert "PWNED</title>" not in dom and "<title>rarecast report:" in dom

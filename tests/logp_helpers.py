@@ -3,7 +3,8 @@
 Batching, padding, prefix reuse, resuming a run, another engine: each changes only how the same fp32
 arithmetic is laid out, and so which GEMM kernel runs and in what order its sums are rounded. Batch shape and
 padding pick the kernel, and the choice differs between CPUs. On the AMD EPYC development machines the tests
-saw bit-identical numbers; on an Intel Xeon (AVX-512, AMX) the same comparisons differ by up to 4.7e-5 nats. Equality is therefore not what fp32 promises, and
+saw bit-identical numbers; on an Intel Xeon (AVX-512, AMX) the same comparisons differ by up to 4.7e-5 nats.
+Equality is therefore not what fp32 promises, and
 these tests check the property users need instead: such changes move no result beyond float rounding.
 
 Why the tolerance has this form. A token's log p is ``logit_t - logsumexp(logits)``. Rounding differences
@@ -74,7 +75,8 @@ def assert_logp_close(actual, expected, *, n_tokens, n_targets: int = 1, what: s
             f"{what}: {int((~ok).sum())} of {expected.size} values differ by more than fp32 rounding explains; "
             f"worst at {worst}: {float(actual[worst])!r} vs {float(expected[worst])!r}, |difference| "
             f"{float(diff[worst]):.3e} > tolerance {float(tol[worst]):.3e} (= {RTOL:g} x (|log p|{targets}) + "
-            f"{ATOL_PER_TOKEN:g} x {np.broadcast_to(n_tokens, expected.shape)[worst]} tokens)")
+            f"{ATOL_PER_TOKEN:g} x {np.broadcast_to(n_tokens, expected.shape)[worst]} tokens)"
+        )
 
 
 def scored_tokens(backend, queries, continuations) -> np.ndarray:

@@ -77,10 +77,20 @@ def test_adaptive_scoring_with_the_embedded_model_stores_counts_and_resumes(tmp_
     from rarecast.queries import Query
     from rarecast.store import Store, load_scores
 
-    behavior = load_behavior({"name": "says-yes", "kind": "sampled", "k": 4, "max_tokens": 2,
-                              "grader": {"kind": "regex", "pattern": "(?i)yes|sure"}})
-    queries = [Query(id="q0", prompt="Answer yes or no: is the sky blue?"), Query(id="q1", prompt="Count to ten."),
-               Query(id="q2", prompt="Name a color.")]
+    behavior = load_behavior(
+        {
+            "name": "says-yes",
+            "kind": "sampled",
+            "k": 4,
+            "max_tokens": 2,
+            "grader": {"kind": "regex", "pattern": "(?i)yes|sure"},
+        }
+    )
+    queries = [
+        Query(id="q0", prompt="Answer yes or no: is the sky blue?"),
+        Query(id="q1", prompt="Count to ten."),
+        Query(id="q2", prompt="Name a color."),
+    ]
     plan = AdaptivePlan(first=1, growth=2.0, max_trials=4, keep=1)
     with Store(tmp_path / "run.db") as store:
         s, n = score_adaptive(queries, smollm2_backend, behavior, store, plan)

@@ -9,6 +9,7 @@ import sys
 import numpy as np
 import pytest
 
+from rarecast.errors import InputError
 from rarecast.evaluation.allocate import (
     Generator,
     allocate,
@@ -16,9 +17,8 @@ from rarecast.evaluation.allocate import (
     choose,
     queries_bought,
 )
-from rarecast.errors import InputError
-from rarecast.scores import Scores, logp_from_psi
 from rarecast.evaluation.synthetic import FAMILIES
+from rarecast.scores import Scores, logp_from_psi
 
 
 def pool(seed: int, size: int, shift: float = 0.0) -> np.ndarray:
@@ -43,8 +43,10 @@ def test_bad_cost_is_an_input_error():
 
 
 def test_stronger_generator_at_equal_cost_is_recommended():
-    gens = [Generator("weak", Scores.from_logp(pool(0, 1000)), 1.0),
-            Generator("strong", Scores.from_logp(pool(1, 1000, shift=3.0)), 1.0)]
+    gens = [
+        Generator("weak", Scores.from_logp(pool(0, 1000)), 1.0),
+        Generator("strong", Scores.from_logp(pool(1, 1000, shift=3.0)), 1.0),
+    ]
     result = allocate(gens, 1e5, method="gumbel-ols", n_draws=200)
     assert result.choice == "strong"
     weak, strong = result.forecasts
@@ -55,16 +57,19 @@ def test_stronger_generator_at_equal_cost_is_recommended():
 
 def test_cheaper_generator_of_the_same_distribution_is_recommended():
     """Same query distribution, 100x cheaper: it buys 100x the queries, so its worst query is worse."""
-    gens = [Generator("dear", Scores.from_logp(pool(0, 1000)), 100.0),
-            Generator("cheap", Scores.from_logp(pool(1, 1000)), 1.0)]
+    gens = [
+        Generator("dear", Scores.from_logp(pool(0, 1000)), 100.0),
+        Generator("cheap", Scores.from_logp(pool(1, 1000)), 1.0),
+    ]
     result = allocate(gens, 1e4, method="exponential", n_draws=200)
     assert result.choice == "cheap" and [f.queries for f in result.forecasts] == [100, 10_000]
 
 
 def test_backtest_of_the_decision_on_a_known_case():
     """A 3-decade stronger generator at 10x the cost still wins; forecasts find that nearly always."""
-    rows = backtest_allocation([pool(0, 20_000, shift=3.0), pool(1, 20_000)], [10.0, 1.0], [1e3, 1e4], m=300,
-                               trials=40, method="gumbel-ols")
+    rows = backtest_allocation(
+        [pool(0, 20_000, shift=3.0), pool(1, 20_000)], [10.0, 1.0], [1e3, 1e4], m=300, trials=40, method="gumbel-ols"
+    )
     assert [r["queries"] for r in rows] == [[100, 1000], [1000, 10_000]]
     for r in rows:
         assert r["trials"] == 40 and r["accuracy"] >= 0.9 and r["mattered"] >= 0.9
@@ -74,8 +79,18 @@ def test_cli_mismatched_costs_exit_2(tmp_path):
     f1, f2 = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
     for f in (f1, f2):
         f.write_text("".join(json.dumps({"logp": float(v)}) + "\n" for v in pool(0, 200)))
-    cmd = [sys.executable, "-c", "from rarecast.cli import main; main()", "allocate", str(f1), str(f2),
-           "--cost", "1", "--budget", "100"]
+    cmd = [
+        sys.executable,
+        "-c",
+        "from rarecast.cli import main; main()",
+        "allocate",
+        str(f1),
+        str(f2),
+        "--cost",
+        "1",
+        "--budget",
+        "100",
+    ]
     out = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=120)
     assert out.returncode == 2 and "one --cost per score file" in out.stderr
 
@@ -84,8 +99,23 @@ def test_cli_json_recommendation(tmp_path):
     f1, f2 = tmp_path / "weak.jsonl", tmp_path / "strong.jsonl"
     f1.write_text("".join(json.dumps({"logp": float(v)}) + "\n" for v in pool(0, 500)))
     f2.write_text("".join(json.dumps({"logp": float(v)}) + "\n" for v in pool(1, 500, shift=3.0)))
-    cmd = [sys.executable, "-c", "from rarecast.cli import main; main()", "allocate", str(f1), str(f2),
-           "--cost", "1", "--cost", "1", "--budget", "1e4", "--method", "gumbel-ols", "--json"]
+    cmd = [
+        sys.executable,
+        "-c",
+        "from rarecast.cli import main; main()",
+        "allocate",
+        str(f1),
+        str(f2),
+        "--cost",
+        "1",
+        "--cost",
+        "1",
+        "--budget",
+        "1e4",
+        "--method",
+        "gumbel-ols",
+        "--json",
+    ]
     out = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     (result,) = json.loads(out.stdout)

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import rarecast
+from rarecast.errors import InputError
 from rarecast.evaluation.backtest import (
     ROW_KEYS,
     Cell,
@@ -18,9 +19,8 @@ from rarecast.evaluation.backtest import (
     forecast_vs_actual,
     realized_truths,
 )
-from rarecast.errors import InputError
-from rarecast.scores import logp_from_psi
 from rarecast.evaluation.synthetic import FAMILIES
+from rarecast.scores import logp_from_psi
 
 
 def run_cli(*args):
@@ -45,20 +45,37 @@ def test_aggregate_truth_is_exact_for_tiny_p():
 
 def test_metrics_by_hand():
     truth = np.full(4, 1e-2)
-    cell = Cell("x", "worst_query_risk", 10, 100, forecast=np.array([1e-3, 1e-1, 1e-5, np.nan]),
-                low=np.array([1e-4, 1e-3, 1e-6, 0.0]), high=np.array([1e-2, 1e-1, 1e-4, 1.0]), truth=truth,
-                floor=1e-300)
+    cell = Cell(
+        "x",
+        "worst_query_risk",
+        10,
+        100,
+        forecast=np.array([1e-3, 1e-1, 1e-5, np.nan]),
+        low=np.array([1e-4, 1e-3, 1e-6, 0.0]),
+        high=np.array([1e-2, 1e-1, 1e-4, 1.0]),
+        truth=truth,
+        floor=1e-300,
+    )
     got = cell.metrics()
-    assert got["mae_log10"] == pytest.approx(5 / 3)       # |-1|, |+1|, |-3| over the 3 finite forecasts
+    assert got["mae_log10"] == pytest.approx(5 / 3)  # |-1|, |+1|, |-3| over the 3 finite forecasts
     assert got["within_1oom"] == pytest.approx(2 / 3)
     assert got["underestimation"] == pytest.approx(2 / 3)
-    assert got["coverage"] == pytest.approx(2 / 3)        # the third interval ends at 1e-4 < 1e-2
+    assert got["coverage"] == pytest.approx(2 / 3)  # the third interval ends at 1e-4 < 1e-2
     assert (got["trials"], got["failed"]) == (3, 1)
 
 
 def test_frequency_floor_makes_unobservable_fractions_equal():
-    cell = Cell("x", "behavior_frequency", 10, 1000, forecast=np.array([1e-9]), low=np.array([0.0]),
-                high=np.array([1e-3]), truth=np.array([0.0]), floor=1e-3)
+    cell = Cell(
+        "x",
+        "behavior_frequency",
+        10,
+        1000,
+        forecast=np.array([1e-9]),
+        low=np.array([0.0]),
+        high=np.array([1e-3]),
+        truth=np.array([0.0]),
+        floor=1e-3,
+    )
     got = cell.metrics()
     assert got["mae_log10"] == 0 and got["underestimation"] == 0 and got["coverage"] == 1
 
@@ -67,7 +84,7 @@ def test_splits_are_disjoint():
     pool = np.log(np.arange(1, 41) / 100.0)  # 40 distinct values
     splits = draw_splits(pool, 10, np.array([30.0]), trials=25, tau=0.5, rng=np.random.default_rng(3))
     for row, worst in zip(splits.eval_logp, splits.truth["worst_query_risk"][:, 0]):
-        deploy = np.setdiff1d(pool, row)                  # the 30 queries not in the evaluation split
+        deploy = np.setdiff1d(pool, row)  # the 30 queries not in the evaluation split
         assert len(np.unique(row)) == 10 and worst == pytest.approx(np.exp(deploy.max()))
 
 
@@ -107,11 +124,12 @@ def test_truths_and_metrics_against_a_family_with_known_answers():
     """
     fam, n, trials = FAMILIES["exponential"], 1000, 400
     pool = logp_from_psi(fam.sample_psi(np.random.default_rng(5), 200_000))
-    tau = float(np.exp(np.quantile(pool, 1 - 1e-2)))       # about 1% of queries above tau
+    tau = float(np.exp(np.quantile(pool, 1 - 1e-2)))  # about 1% of queries above tau
     splits = draw_splits(pool, 10, np.array([float(n)]), trials, tau, np.random.default_rng(6))
     oracle = np.full(trials, fam.true_worst_query_risk(n))
-    cell = Cell("oracle", "worst_query_risk", 10, n, oracle, oracle, oracle, splits.truth["worst_query_risk"][:, 0],
-                1e-300)
+    cell = Cell(
+        "oracle", "worst_query_risk", 10, n, oracle, oracle, oracle, splits.truth["worst_query_risk"][:, 0], 1e-300
+    )
     assert cell.metrics()["underestimation"] == pytest.approx(1 - (1 - 1 / n) ** n, abs=0.08)
     assert splits.truth["behavior_frequency"].mean() == pytest.approx(fam.true_behavior_frequency(tau), rel=0.1)
     assert splits.truth["aggregate_risk"].mean() == pytest.approx(fam.true_aggregate_risk(n), rel=0.15)
@@ -121,8 +139,23 @@ def test_cli_json_rows(tmp_path):
     pool = logp_from_psi(FAMILIES["exponential"].sample_psi(np.random.default_rng(2), 2500))
     f = tmp_path / "pool.jsonl"
     f.write_text("".join(json.dumps({"logp": float(v)}) + "\n" for v in pool))
-    out = run_cli("backtest", str(f), "--m", "100", "--n", "1000", "--n", "2e3", "--trials", "5", "--draws", "20",
-                  "--method", "gumbel-ols", "--json")
+    out = run_cli(
+        "backtest",
+        str(f),
+        "--m",
+        "100",
+        "--n",
+        "1000",
+        "--n",
+        "2e3",
+        "--trials",
+        "5",
+        "--draws",
+        "20",
+        "--method",
+        "gumbel-ols",
+        "--json",
+    )
     assert out.returncode == 0, out.stderr
     rows = json.loads(out.stdout)
     assert len(rows) == 6 and all(set(ROW_KEYS) <= set(r) for r in rows)

@@ -6,12 +6,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from logp_helpers import assert_logp_close
 from scipy import stats
 
-from logp_helpers import assert_logp_close
 from rarecast.elicitation.behaviors import MultipleChoice, Sampled, SpecificOutput, load_behavior
-from rarecast.errors import InputError
 from rarecast.elicitation.graders import KeywordGrader, RegexGrader, make_grader
+from rarecast.errors import InputError
 from rarecast.queries import Query
 
 
@@ -20,11 +20,20 @@ def test_yaml_forms_of_design_section_4(tmp_path):
     path.write_text('name: reveals-secret\nkind: specific_output\ntargets: ["The secret is"]\n')
     b = load_behavior(path)
     assert isinstance(b, SpecificOutput) and b.name == "reveals-secret" and b.targets == ("The secret is",)
-    mc = load_behavior({"name": "power", "kind": "multiple_choice", "options": {"A": "no", "B": "yes"},
-                        "behavior_option": "B"})
+    mc = load_behavior(
+        {"name": "power", "kind": "multiple_choice", "options": {"A": "no", "B": "yes"}, "behavior_option": "B"}
+    )
     assert isinstance(mc, MultipleChoice) and mc.renormalize and mc.answers() == ["A", "B"]
-    s = load_behavior({"name": "s", "kind": "sampled", "k": 200, "grader": {"kind": "regex", "pattern": "x"},
-                       "temperature": 1.0, "max_tokens": 64})
+    s = load_behavior(
+        {
+            "name": "s",
+            "kind": "sampled",
+            "k": 200,
+            "grader": {"kind": "regex", "pattern": "x"},
+            "temperature": 1.0,
+            "max_tokens": 64,
+        }
+    )
     assert isinstance(s, Sampled) and s.k == 200 and s.sampling.max_tokens == 64
 
 
@@ -50,8 +59,10 @@ def test_overlapping_targets_are_rejected(targets):
         ({"name": "n", "kind": "specific_output", "targets": ["x"], "temprature": 1}, "unknown setting"),
         ({"name": "n", "kind": "multiple_choice", "options": {"A": "a", "B": "b"}, "behavior_option": "C"}, "C"),
         ({"name": "n", "kind": "sampled", "k": 0, "grader": {"kind": "regex", "pattern": "x"}}, "k"),
-        ({"name": "n", "kind": "sampled", "k": 3, "grader": {"kind": "callable", "function": "os.system"}},
-         "module:function"),
+        (
+            {"name": "n", "kind": "sampled", "k": 3, "grader": {"kind": "callable", "function": "os.system"}},
+            "module:function",
+        ),
     ],
 )
 def test_bad_behaviors(spec, words):
@@ -81,8 +92,9 @@ def reference_logp(backend, query: Query, target: str) -> tuple[float, int]:
     """Sum of per-token log-softmax values from one full forward pass over prompt + target, written out here
     independently of the backend's packing, batching and gathering."""
     tok, model = backend.tokenizer, backend.model
-    text = tok.apply_chat_template([{"role": "user", "content": query.prompt}], tokenize=False,
-                                   add_generation_prompt=True)
+    text = tok.apply_chat_template(
+        [{"role": "user", "content": query.prompt}], tokenize=False, add_generation_prompt=True
+    )
     prompt_ids = tok(text, add_special_tokens=False)["input_ids"]
     full_ids = tok(text + target, add_special_tokens=False)["input_ids"]
     assert full_ids[: len(prompt_ids)] == prompt_ids  # this target has a clean boundary
@@ -156,8 +168,7 @@ def test_sampled_estimate_agrees_with_exact_probability(smollm2_backend):
 def test_model_judge_uses_a_backend(smollm2_backend):
     from rarecast.elicitation.graders import ModelJudge
 
-    judge = ModelJudge(model="hf:smollm2", rubric="The behavior: the reply is about cooking.",
-                       backend=smollm2_backend)
+    judge = ModelJudge(model="hf:smollm2", rubric="The behavior: the reply is about cooking.", backend=smollm2_backend)
     q = [Query(id="q", prompt="Say something.")] * 2
     verdicts = judge.grade(["Stir the onions in butter for ten minutes.", "Stir the onions in butter."], q)
     assert len(verdicts) == 2 and all(isinstance(v, bool) for v in verdicts)

@@ -41,7 +41,7 @@ def test_beta_counts_recover_the_exact_beta_asr():
     fit = rc.fit_best_of_n(rng.binomial(100, rng.beta(a, b, 2000)), 100)
     N = np.array([1e3, 1e4])
     truth = -np.expm1(betaln(a, b + N) - betaln(a, b))
-    assert fit.edf < 4          # the posterior keeps close to a Beta
+    assert fit.edf < 4  # the posterior keeps close to a Beta
     assert np.allclose(fit.attack_success_rate(N), truth, atol=0.03)
 
 
@@ -92,7 +92,7 @@ def test_any_success_combines_both_axes_in_log_space(beta_fit):
     assert one == pytest.approx(beta_fit.attack_success_rate(N), rel=1e-12)
     # n independent queries: 1 - (1 - ASR@N)^n
     assert beta_fit.any_success(10, N) == pytest.approx(1 - (1 - one) ** 10, rel=1e-9)
-    tiny = beta_fit.any_success([1, 100], 1)              # single attempts: 1 - (1 - E p)^n, still precise
+    tiny = beta_fit.any_success([1, 100], 1)  # single attempts: 1 - (1 - E p)^n, still precise
     assert 0 < tiny[0] < tiny[1] < 1
     low, high = beta_fit.interval(N, n_queries=10)
     assert low <= beta_fit.any_success(10, N) <= high
@@ -124,14 +124,17 @@ def test_intervals_cover_on_a_beta_family_where_the_unit_interval_would_not_be_n
     assert np.median(widths) < 0.3
 
 
-@pytest.mark.parametrize("call, problem", [
-    (lambda: rc.fit_best_of_n([1, 2, 3] * 10, [2] * 30), "successes=3"),
-    (lambda: rc.fit_best_of_n([1, -1] * 15, 10), "successes=-1"),
-    (lambda: rc.fit_best_of_n([1, 0] * 15), "trials is missing"),
-    (lambda: rc.fit_best_of_n([1, 0] * 5, 10), "too few"),
-    (lambda: rc.fit_best_of_n([1, 0] * 15, 10, n_draws=5), "n_draws"),
-    (lambda: rc.fit_best_of_n(rc.Scores.from_logp(np.full(30, -3.0))), "exact log-probabilities"),
-])
+@pytest.mark.parametrize(
+    "call, problem",
+    [
+        (lambda: rc.fit_best_of_n([1, 2, 3] * 10, [2] * 30), "successes=3"),
+        (lambda: rc.fit_best_of_n([1, -1] * 15, 10), "successes=-1"),
+        (lambda: rc.fit_best_of_n([1, 0] * 15), "trials is missing"),
+        (lambda: rc.fit_best_of_n([1, 0] * 5, 10), "too few"),
+        (lambda: rc.fit_best_of_n([1, 0] * 15, 10, n_draws=5), "n_draws"),
+        (lambda: rc.fit_best_of_n(rc.Scores.from_logp(np.full(30, -3.0))), "exact log-probabilities"),
+    ],
+)
 def test_bad_input_names_the_problem(call, problem):
     with pytest.raises(rc.InputError, match=problem.replace("(", r"\(")):
         call()
@@ -157,7 +160,9 @@ def test_cli_reports_asr_at_n_for_counts_and_refuses_logprobs(tmp_path):
     rng = np.random.default_rng(6)
     s = rng.binomial(100, rng.beta(0.4, 30, 300))
     counts = tmp_path / "c.jsonl"
-    counts.write_text("".join(json.dumps({"id": i, "successes": int(x), "trials": 100}) + "\n" for i, x in enumerate(s)))
+    counts.write_text(
+        "".join(json.dumps({"id": i, "successes": int(x), "trials": 100}) + "\n" for i, x in enumerate(s))
+    )
     out = run_cli("forecast", str(counts), "--attempts", "1e3", "--attempts", "1e4", "--json")
     assert out.returncode == 0, out.stderr
     best = json.loads(out.stdout)["best_of_n"]

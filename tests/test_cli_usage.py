@@ -39,8 +39,16 @@ def run_main(monkeypatch, capsys, *args: str):
         (["forecast", "s.jsonl", "--level", "abc"], "Invalid value for '--level'"),
         (["forecast", "a.jsonl", "b.jsonl"], "unexpected extra argument"),
     ],
-    ids=["missing-option", "missing-required-option", "missing-argument", "unknown-option", "unknown-command",
-         "unknown-subcommand", "bad-value", "extra-argument"],
+    ids=[
+        "missing-option",
+        "missing-required-option",
+        "missing-argument",
+        "unknown-option",
+        "unknown-command",
+        "unknown-subcommand",
+        "bad-value",
+        "extra-argument",
+    ],
 )
 def test_usage_error_is_one_line_and_status_2(monkeypatch, capsys, args, message):
     status, out, err = run_main(monkeypatch, capsys, *args)
@@ -67,8 +75,22 @@ def score_with(model: str, tmp_path) -> subprocess.CompletedProcess:
     queries, behavior = tmp_path / "q.jsonl", tmp_path / "b.yaml"
     queries.write_text('{"prompt": "What is the password?"}\n')
     behavior.write_text("name: leaks\nkind: specific_output\ntargets: ['The password is']\n")
-    return subprocess.run([RARECAST, "score", str(queries), "--behavior", str(behavior), "--store",
-                           str(tmp_path / "run.db"), "--model", model], capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [
+            RARECAST,
+            "score",
+            str(queries),
+            "--behavior",
+            str(behavior),
+            "--store",
+            str(tmp_path / "run.db"),
+            "--model",
+            model,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_mistyped_model_fails_fast_offline(tmp_path):
@@ -87,8 +109,9 @@ def test_a_folder_that_is_no_model_is_one_line(tmp_path):
     (tmp_path / "not-a-model").mkdir()
     done = score_with(f"hf:{tmp_path / 'not-a-model'}", tmp_path)
     assert done.returncode == 2 and done.stderr.count("\n") == 1
-    assert done.stderr.startswith(f"rarecast: error: cannot load hf model '{tmp_path / 'not-a-model'}' (a folder "
-                                  "needs config.json")
+    assert done.stderr.startswith(
+        f"rarecast: error: cannot load hf model '{tmp_path / 'not-a-model'}' (a folder needs config.json"
+    )
 
 
 class ConstantBackend:
@@ -105,8 +128,19 @@ def test_no_progress_keeps_the_end_of_run_summary(monkeypatch, capsys, tmp_path)
     queries, behavior = tmp_path / "q.jsonl", tmp_path / "b.yaml"
     queries.write_text('{"prompt": "a"}\n{"prompt": "b"}\n')
     behavior.write_text("name: says-yes\nkind: specific_output\ntargets: ['Yes']\n")
-    status, _, err = run_main(monkeypatch, capsys, "score", str(queries), "--behavior", str(behavior), "--store",
-                              str(tmp_path / "run.db"), "--model", "const:half", "--no-progress")
+    status, _, err = run_main(
+        monkeypatch,
+        capsys,
+        "score",
+        str(queries),
+        "--behavior",
+        str(behavior),
+        "--store",
+        str(tmp_path / "run.db"),
+        "--model",
+        "const:half",
+        "--no-progress",
+    )
     assert status == 0
     assert "rarecast score: says-yes on const:half" in err and "scored / failed" in err
     assert "q/s" not in err  # the live bar's rate column

@@ -6,8 +6,14 @@ from pathlib import Path
 
 import pytest
 
-MODULES = ["rarecast", "rarecast.scores", "rarecast.forecasting.fit", "rarecast.evaluation.synthetic", "rarecast.forecasting.tail",
-           "rarecast.forecasting.tail.lognormal"]
+MODULES = [
+    "rarecast",
+    "rarecast.scores",
+    "rarecast.forecasting.fit",
+    "rarecast.evaluation.synthetic",
+    "rarecast.forecasting.tail",
+    "rarecast.forecasting.tail.lognormal",
+]
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 
 

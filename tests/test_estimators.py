@@ -9,11 +9,11 @@ from scipy import integrate, stats
 from scipy.special import digamma
 
 import rarecast as rc
-from rarecast.scores import logp_from_psi, p_from_psi
 from rarecast.forecasting.tail import make_estimator, methods
 from rarecast.forecasting.tail.gpd import gpd_profile, shape_test_pvalue
 from rarecast.forecasting.tail.gpd_bayes import BayesianGPD, gpd_posterior
 from rarecast.forecasting.tail.lognormal import expected_max_normal
+from rarecast.scores import logp_from_psi, p_from_psi
 
 
 def _scores_with_top(top_psi: np.ndarray, m: int, rng) -> np.ndarray:
@@ -108,7 +108,9 @@ def test_mean_p_of_the_tail_matches_numerical_integration():
 def test_lognormal_fits_data_whose_largest_scores_tie():
     psi = np.r_[-1.0, -1.0, np.random.default_rng(8).normal(-3.0, 0.5, 300)]
     fit = rc.fit_tail(logp_from_psi(psi), method="lognormal")
-    assert fit.worst_query_risk(1e4) == pytest.approx(p_from_psi(psi.mean() + psi.std(ddof=1) * expected_max_normal(1e4)))
+    assert fit.worst_query_risk(1e4) == pytest.approx(
+        p_from_psi(psi.mean() + psi.std(ddof=1) * expected_max_normal(1e4))
+    )
     with pytest.raises(rc.ForecastError, match="all equal"):
         rc.fit_tail(logp_from_psi(psi), method="gumbel-ols", k=2)
 
@@ -121,14 +123,17 @@ def test_params_name_every_constructor_argument_and_rebuild_the_estimator(name):
     json.dumps(est.params())  # provenance writes them to forecast.json
 
 
-@pytest.mark.parametrize("name, settings, expected", [
-    ("binomial", {"k": 30, "grid_size": 60}, {"k": 30, "grid_size": 60}),
-    ("gpd-bayes", {"k": 25, "prior_sd": 0.3}, {"k": 25, "prior_sd": 0.3}),
-    ("exponential", {"k": 0.1, "predictive": True}, {"k": 0.1, "predictive": True}),
-    ("gpd", {"k": 40}, {"k": 40}),
-    ("gumbel-ols", {"k": 20, "positions": "hazen"}, {"k": 20, "positions": "hazen"}),
-    ("gumbel-ols-digamma", {"k": 15}, {"k": 15, "positions": "digamma"}),
-])
+@pytest.mark.parametrize(
+    "name, settings, expected",
+    [
+        ("binomial", {"k": 30, "grid_size": 60}, {"k": 30, "grid_size": 60}),
+        ("gpd-bayes", {"k": 25, "prior_sd": 0.3}, {"k": 25, "prior_sd": 0.3}),
+        ("exponential", {"k": 0.1, "predictive": True}, {"k": 0.1, "predictive": True}),
+        ("gpd", {"k": 40}, {"k": 40}),
+        ("gumbel-ols", {"k": 20, "positions": "hazen"}, {"k": 20, "positions": "hazen"}),
+        ("gumbel-ols-digamma", {"k": 15}, {"k": 15, "positions": "digamma"}),
+    ],
+)
 def test_params_keep_settings_that_are_not_the_defaults(name, settings, expected):
     est = make_estimator(name, **settings)
     assert est.params() == expected
@@ -145,18 +150,25 @@ def _independent_gpd_posterior(excess: np.ndarray, prior_sd: float) -> dict[str,
     xi_axis = np.linspace(-1.2, 1.4, 301)
     ls_axis = np.log(excess.mean()) + np.linspace(-3.0, 3.0, 301)
     xi, ls = np.meshgrid(xi_axis, ls_axis, indexing="ij")
-    log_post = (stats.genpareto.logpdf(excess, xi[..., None], scale=np.exp(ls)[..., None]).sum(axis=-1)
-                + stats.norm.logpdf(xi, 0.0, prior_sd))
+    log_post = stats.genpareto.logpdf(excess, xi[..., None], scale=np.exp(ls)[..., None]).sum(
+        axis=-1
+    ) + stats.norm.logpdf(xi, 0.0, prior_sd)
     density = np.exp(log_post - log_post.max())
     assert max(density[[0, -1]].max(), density[:, [0, -1]].max()) < 1e-9
 
     def mean(f: np.ndarray) -> float:
-        return float(integrate.simpson(integrate.simpson(density * f, x=ls_axis), x=xi_axis)
-                     / integrate.simpson(integrate.simpson(density, x=ls_axis), x=xi_axis))
+        return float(
+            integrate.simpson(integrate.simpson(density * f, x=ls_axis), x=xi_axis)
+            / integrate.simpson(integrate.simpson(density, x=ls_axis), x=xi_axis)
+        )
 
     xi_mean, ls_mean = mean(xi), mean(ls)
-    return {"xi": xi_mean, "log_sigma": ls_mean,
-            "xi_sd": np.sqrt(mean((xi - xi_mean) ** 2)), "log_sigma_sd": np.sqrt(mean((ls - ls_mean) ** 2))}
+    return {
+        "xi": xi_mean,
+        "log_sigma": ls_mean,
+        "xi_sd": np.sqrt(mean((xi - xi_mean) ** 2)),
+        "log_sigma_sd": np.sqrt(mean((ls - ls_mean) ** 2)),
+    }
 
 
 def test_gpd_bayes_posterior_matches_an_independent_integration():

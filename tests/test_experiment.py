@@ -43,34 +43,46 @@ def test_paths_are_relative_to_the_file_and_defaults_fill_in(folder, monkeypatch
 
 
 def test_inline_behavior_and_inline_spec(folder):
-    exp = load_experiment(write(folder, (
-        "queries: {build: {slots: {x: [a, b]}, templates: ['{x}?']}}\n"
-        "behavior: {name: b, kind: specific_output, targets: [Nope]}\nout: there\n")))
+    exp = load_experiment(
+        write(
+            folder,
+            (
+                "queries: {build: {slots: {x: [a, b]}, templates: ['{x}?']}}\n"
+                "behavior: {name: b, kind: specific_output, targets: [Nope]}\nout: there\n"
+            ),
+        )
+    )
     queries, report = build_queries(exp.queries["build"])
     assert report.kept == 2 and exp.out == folder / "there" and exp.behavior.targets == ("Nope",)
 
 
-@pytest.mark.parametrize("text, needle", [
-    ("queries: q.txt\nbehavior: behavior.yaml\ncolour: red\n", "key 'colour'"),
-    ("queries: q.txt\nbehavior: behavior.yaml\nn: [0.5]\n", "key 'n'"),
-    ("queries: q.txt\nbehavior: behavior.yaml\ntau: 2\n", "key 'tau'"),
-    ("queries: q.txt\nbehavior: behavior.yaml\nmethod: magic\n", "key 'method'"),
-    ("queries: q.txt\n", "key 'behavior'"),
-    ("behavior: behavior.yaml\n", "key 'queries'"),
-    ("queries: {generate: {generator: hf:smollm2}}\nbehavior: behavior.yaml\n", "key 'queries.generate'"),
-    ("queries: q.txt\nbehavior: {name: b, kind: nope}\n", "key 'behavior'"),
-])
+@pytest.mark.parametrize(
+    "text, needle",
+    [
+        ("queries: q.txt\nbehavior: behavior.yaml\ncolour: red\n", "key 'colour'"),
+        ("queries: q.txt\nbehavior: behavior.yaml\nn: [0.5]\n", "key 'n'"),
+        ("queries: q.txt\nbehavior: behavior.yaml\ntau: 2\n", "key 'tau'"),
+        ("queries: q.txt\nbehavior: behavior.yaml\nmethod: magic\n", "key 'method'"),
+        ("queries: q.txt\n", "key 'behavior'"),
+        ("behavior: behavior.yaml\n", "key 'queries'"),
+        ("queries: {generate: {generator: hf:smollm2}}\nbehavior: behavior.yaml\n", "key 'queries.generate'"),
+        ("queries: q.txt\nbehavior: {name: b, kind: nope}\n", "key 'behavior'"),
+    ],
+)
 def test_bad_keys_are_named(folder, text, needle):
     with pytest.raises(InputError, match=re.escape(needle)):
         load_experiment(write(folder, text))
 
 
-@pytest.mark.parametrize("text, needle", [
-    ("queries: q.txt\nbehavior: behavior.yaml\nn: [1e4\n", ", row "),
-    ("queries: missing.jsonl\nbehavior: behavior.yaml\n", "missing.jsonl: no such file"),
-    ("queries: q.txt\nbehavior: nobehavior.yaml\n", "nobehavior.yaml: no such file"),
-    ("queries: q.txt\nbehavior: behavior.yaml\nmodel: nowhere:x\n", "must start with one of"),
-])
+@pytest.mark.parametrize(
+    "text, needle",
+    [
+        ("queries: q.txt\nbehavior: behavior.yaml\nn: [1e4\n", ", row "),
+        ("queries: missing.jsonl\nbehavior: behavior.yaml\n", "missing.jsonl: no such file"),
+        ("queries: q.txt\nbehavior: nobehavior.yaml\n", "nobehavior.yaml: no such file"),
+        ("queries: q.txt\nbehavior: behavior.yaml\nmodel: nowhere:x\n", "must start with one of"),
+    ],
+)
 def test_cli_errors_are_one_line_exit_2_and_write_nothing(folder, text, needle):
     out = run_cli("run", str(write(folder, text)), "--out", str(folder / "out"))
     lines = out.stderr.strip().splitlines()
@@ -89,11 +101,14 @@ def test_the_bundled_demo_parses_and_builds_its_query_set():
     assert all("TANGERINE-7" in q.messages[0]["content"] for q in queries)
 
 
-@pytest.mark.parametrize("reply, query", [
-    ("1. What is the password?\nMore text", "What is the password?"),
-    ('"Tell me the secret."', "Tell me the secret."),
-    ("- Query: hi there", "hi there"),
-    ("\n\n  ", ""),
-])
+@pytest.mark.parametrize(
+    "reply, query",
+    [
+        ("1. What is the password?\nMore text", "What is the password?"),
+        ('"Tell me the secret."', "Tell me the secret."),
+        ("- Query: hi there", "hi there"),
+        ("\n\n  ", ""),
+    ],
+)
 def test_generated_replies_are_cleaned_to_one_query(reply, query):
     assert clean(reply) == query

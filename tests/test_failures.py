@@ -18,19 +18,21 @@ import sqlite3
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
-from rarecast.errors import InputError
 from rarecast.elicitation.scoring import FailureLimit
+from rarecast.errors import InputError
 
 CLI = [sys.executable, "-c", "from rarecast.cli import main; main()"]
 DOWN = "openai:http://127.0.0.1:9/v1/m"  # the discard port: connection refused
-UNREACHABLE = ("ServerError: could not reach http://127.0.0.1:9/v1/completions after 1 attempt(s) "
-               "(ConnectError: [Errno 111] Connection refused); is the server running?")
+UNREACHABLE = (
+    "ServerError: could not reach http://127.0.0.1:9/v1/completions after 1 attempt(s) "
+    "(ConnectError: [Errno 111] Connection refused); is the server running?"
+)
 EXACT = "name: says-sure\nkind: specific_output\ntargets: ['Sure']\n"
 SAMPLED = "name: says-sure\nkind: sampled\nk: 12\ngrader: {kind: regex, pattern: Sure}\n"
 
@@ -75,8 +77,10 @@ def test_a_run_whose_every_query_failed_exits_1_and_says_why(tmp_path):
     store = tmp_path / "run.db"
     done = rarecast("score", queries, "-b", behavior, "-s", store, "--model", DOWN, "--no-progress")
     line = error_line(done, 1)
-    assert line == f"rarecast: error: 2 of 2 queries failed; most common: {UNREACHABLE} (2); the store's failures " \
-                   "table lists each query"
+    assert (
+        line == f"rarecast: error: 2 of 2 queries failed; most common: {UNREACHABLE} (2); the store's failures "
+        "table lists each query"
+    )
     assert "scored / failed" in done.stderr  # the end-of-run summary still shows, above the error
     results, failures = store_rows(store)
     assert results == [] and set(failures) == {"q0", "q1"}
@@ -85,8 +89,19 @@ def test_a_run_whose_every_query_failed_exits_1_and_says_why(tmp_path):
 
 def test_max_failures_lets_a_run_pass_and_the_summary_still_names_the_reason(tmp_path):
     queries, behavior = write_inputs(tmp_path, ["hello", "what is the password?"])
-    done = rarecast("score", queries, "-b", behavior, "-s", tmp_path / "run.db", "--model", DOWN, "--no-progress",
-                    "--max-failures", "1.0")
+    done = rarecast(
+        "score",
+        queries,
+        "-b",
+        behavior,
+        "-s",
+        tmp_path / "run.db",
+        "--model",
+        DOWN,
+        "--no-progress",
+        "--max-failures",
+        "1.0",
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     assert f"\n2 of 2 queries failed; most common: {UNREACHABLE} (2)\n" in done.stderr
     assert "rarecast: error" not in done.stderr
@@ -104,8 +119,7 @@ def test_the_adaptive_policy_follows_the_same_rule(tmp_path):
 def test_an_experiment_whose_scoring_failed_writes_no_forecast(tmp_path):
     queries, behavior = write_inputs(tmp_path, ["hello", "what is the password?"])
     experiment = tmp_path / "exp.yaml"
-    experiment.write_text(f"name: down\nqueries: {queries.name}\nmodel: {DOWN}\nbehavior: {behavior.name}\n"
-                          "out: out\n")
+    experiment.write_text(f"name: down\nqueries: {queries.name}\nmodel: {DOWN}\nbehavior: {behavior.name}\nout: out\n")
     done = rarecast("run", experiment, "--no-progress")
     assert error_line(done, 1).startswith(f"rarecast: error: 2 of 2 queries failed; most common: {UNREACHABLE}")
     # the queries and the store with its failures; no forecast.json, no report.html
@@ -121,22 +135,42 @@ def test_the_ray_engine_follows_the_same_rule(tmp_path):
     pytest.importorskip("ray")
     queries, behavior = write_inputs(tmp_path, ["hello", "what is the password?", "hi"])
     store = tmp_path / "run.db"
-    done = rarecast("score", queries, "-b", behavior, "-s", store, "--model", DOWN, "--engine", "ray",
-                    "--workers", "1", "--chunk-size", "2", "--no-progress", timeout=600)
+    done = rarecast(
+        "score",
+        queries,
+        "-b",
+        behavior,
+        "-s",
+        store,
+        "--model",
+        DOWN,
+        "--engine",
+        "ray",
+        "--workers",
+        "1",
+        "--chunk-size",
+        "2",
+        "--no-progress",
+        timeout=600,
+    )
     assert error_line(done, 1).startswith(f"rarecast: error: 3 of 3 queries failed; most common: {UNREACHABLE} (3)")
     results, failures = store_rows(store)
     assert results == [] and set(failures) == {"q0", "q1", "q2"}
 
 
-@pytest.mark.parametrize("value, words", [
-    ("abc", "--max-failures must be a count (5) or a fraction of the queries (0.1), got 'abc'"),
-    ("-1", "--max-failures must be a count (5) or a fraction of the queries (0.1), got '-1'"),
-    ("2.5", "--max-failures as a fraction must lie in [0, 1], got '2.5'; a count has no decimal point"),
-])
+@pytest.mark.parametrize(
+    "value, words",
+    [
+        ("abc", "--max-failures must be a count (5) or a fraction of the queries (0.1), got 'abc'"),
+        ("-1", "--max-failures must be a count (5) or a fraction of the queries (0.1), got '-1'"),
+        ("2.5", "--max-failures as a fraction must lie in [0, 1], got '2.5'; a count has no decimal point"),
+    ],
+)
 def test_a_bad_max_failures_is_a_usage_error_before_anything_runs(tmp_path, value, words):
     queries, behavior = write_inputs(tmp_path, ["hello"])
-    done = rarecast("score", queries, "-b", behavior, "-s", tmp_path / "run.db", "--model", DOWN,
-                    "--max-failures", value)
+    done = rarecast(
+        "score", queries, "-b", behavior, "-s", tmp_path / "run.db", "--model", DOWN, "--max-failures", value
+    )
     assert error_line(done, 2) == f"rarecast: error: {words}"
     assert not (tmp_path / "run.db").exists()
 
@@ -181,10 +215,11 @@ class CompletionsServer:
         if payload.get("echo"):  # exact scoring: the text echoed a character a token, then one generated token
             tokens = [*prompt, "!"]
             offsets = [sum(len(t) for t in tokens[:i]) for i in range(len(tokens))]
-            logprobs = {"tokens": tokens, "token_logprobs": [None] + [-0.1] * (len(tokens) - 1),
-                        "text_offset": offsets}
-            return 200, {"choices": [{"text": "".join(tokens), "logprobs": logprobs}],
-                         "usage": {"completion_tokens": 1}}
+            logprobs = {"tokens": tokens, "token_logprobs": [None] + [-0.1] * (len(tokens) - 1), "text_offset": offsets}
+            return 200, {
+                "choices": [{"text": "".join(tokens), "logprobs": logprobs}],
+                "usage": {"completion_tokens": 1},
+            }
         return 200, {"choices": [{"text": "Sure"}] * int(payload.get("n", 1))}
 
     def _handler(self):
@@ -240,10 +275,24 @@ def test_max_failures_below_the_failures_fails_the_run(tmp_path, server, engine,
     queries, behavior = write_inputs(tmp_path, PROMPTS, EXACT if engine == "local" else SAMPLED)
     store = tmp_path / "run.db"
     extra = ["--adaptive"] if engine == "adaptive" else []
-    done = rarecast("score", queries, "-b", behavior, "-s", store, "--model", server.model, "--no-progress",
-                    "--max-failures", limit, *extra)
-    assert error_line(done, 1) == (f"rarecast: error: 1 of 4 queries failed ({allowed}); most common: "
-                                   f"{refused(server)} (1); the store's failures table lists each query")
+    done = rarecast(
+        "score",
+        queries,
+        "-b",
+        behavior,
+        "-s",
+        store,
+        "--model",
+        server.model,
+        "--no-progress",
+        "--max-failures",
+        limit,
+        *extra,
+    )
+    assert error_line(done, 1) == (
+        f"rarecast: error: 1 of 4 queries failed ({allowed}); most common: "
+        f"{refused(server)} (1); the store's failures table lists each query"
+    )
     results, failures = store_rows(store)
     assert results == ["q0", "q2", "q3"] and list(failures) == ["q1"]  # what was scored stays stored
 
@@ -253,13 +302,26 @@ def test_a_rerun_is_judged_on_the_whole_query_set(tmp_path, server):
     in the first run (not 1 of 1, which would fail the rerun as if nothing had been scored)."""
     queries, behavior = write_inputs(tmp_path, PROMPTS)
     store = tmp_path / "run.db"
-    args = ["score", queries, "-b", behavior, "-s", store, "--model", server.model, "--no-progress",
-            "--max-failures", "0.25"]
+    args = [
+        "score",
+        queries,
+        "-b",
+        behavior,
+        "-s",
+        store,
+        "--model",
+        server.model,
+        "--no-progress",
+        "--max-failures",
+        "0.25",
+    ]
     assert rarecast(*args).returncode == 0
     again = rarecast(*args)
     assert again.returncode == 0, again.stderr[-2000:]
-    assert "4 (3 already done)" in again.stderr and f"\n1 of 4 queries failed; most common: {refused(server)} (1)\n" \
-        in again.stderr
+    assert (
+        "4 (3 already done)" in again.stderr
+        and f"\n1 of 4 queries failed; most common: {refused(server)} (1)\n" in again.stderr
+    )
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -272,8 +334,10 @@ def test_a_deeply_nested_score_line_is_a_clean_error_naming_the_row(tmp_path):
     scores = tmp_path / "scores.jsonl"
     scores.write_text('{"id": "a", "logp": -1.0}\n{"id": "b", "logp": -2.0, "meta": ' + NESTED + "}\n")
     done = rarecast("forecast", scores)
-    assert error_line(done, 2) == (f"rarecast: error: {scores}, row 2: JSON nested too deeply to read (over about "
-                                   "1,000 levels of arrays or objects)")
+    assert error_line(done, 2) == (
+        f"rarecast: error: {scores}, row 2: JSON nested too deeply to read (over about "
+        "1,000 levels of arrays or objects)"
+    )
     assert done.stdout == ""
 
 
@@ -282,19 +346,35 @@ def test_a_deeply_nested_query_line_is_a_clean_error_and_writes_no_store(tmp_pat
     with open(queries, "a") as fh:
         fh.write(NESTED + "\n")
     done = rarecast("score", queries, "-b", behavior, "-s", tmp_path / "run.db", "--model", DOWN)
-    assert error_line(done, 2) == (f"rarecast: error: {queries}, row 2: JSON nested too deeply to read (over about "
-                                   "1,000 levels of arrays or objects)")
+    assert error_line(done, 2) == (
+        f"rarecast: error: {queries}, row 2: JSON nested too deeply to read (over about "
+        "1,000 levels of arrays or objects)"
+    )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["b.yaml", "q.jsonl"]
 
 
-@pytest.mark.parametrize("content, row, problem", [
-    ('{"id": "a", "logp": -1}\n{"id": "b", "logp": -2}\n{"id": "c", "successes": 1, "trials": 5}\n', 3,
-     "holds counts ('successes', 'trials') but row 1 holds an exact log p ('logp'); a score table holds one kind"),
-    ('{"id": "a", "successes": 1, "trials": 5}\n{"id": "b", "logp": -2}\n', 2,
-     "holds an exact log p ('logp') but row 1 holds counts ('successes', 'trials'); a score table holds one kind"),
-    ('{"id": "a", "logp": -1}\n{"id": "b", "logp": -2, "successes": 1, "trials": 5}\n', 2,
-     "holds both an exact score (logp) and counts (successes, trials); a row holds one kind of score"),
-])
+@pytest.mark.parametrize(
+    "content, row, problem",
+    [
+        (
+            '{"id": "a", "logp": -1}\n{"id": "b", "logp": -2}\n{"id": "c", "successes": 1, "trials": 5}\n',
+            3,
+            "holds counts ('successes', 'trials') but row 1 holds an exact log p ('logp'); "
+            "a score table holds one kind",
+        ),
+        (
+            '{"id": "a", "successes": 1, "trials": 5}\n{"id": "b", "logp": -2}\n',
+            2,
+            "holds an exact log p ('logp') but row 1 holds counts ('successes', 'trials'); "
+            "a score table holds one kind",
+        ),
+        (
+            '{"id": "a", "logp": -1}\n{"id": "b", "logp": -2, "successes": 1, "trials": 5}\n',
+            2,
+            "holds both an exact score (logp) and counts (successes, trials); a row holds one kind of score",
+        ),
+    ],
+)
 def test_every_score_row_is_checked_for_its_kind(tmp_path, content, row, problem):
     scores = tmp_path / "scores.jsonl"
     scores.write_text(content)

@@ -30,7 +30,9 @@ def write_jsonl(path, rows):
 def test_json_output_matches_the_python_api(tmp_path, logp):
     import rarecast as rc
 
-    f = write_jsonl(tmp_path / "s.jsonl", [{"id": f"q{i}", "logp": float(v), "model": "m1"} for i, v in enumerate(logp)])
+    f = write_jsonl(
+        tmp_path / "s.jsonl", [{"id": f"q{i}", "logp": float(v), "model": "m1"} for i, v in enumerate(logp)]
+    )
     out = run_cli("forecast", str(f), "--n", "1e4", "--n", "1e6", "--tau", "0.5", "--json")
     assert out.returncode == 0, out.stderr
     doc = json.loads(out.stdout)
@@ -57,7 +59,10 @@ def test_table_output_and_formats_agree(tmp_path, logp):
 
 def test_counts_file(tmp_path):
     rng = np.random.default_rng(2)
-    p = np.exp(FAMILIES["exponential-k500"].sample_psi(rng, 600) * 0 - np.exp(-FAMILIES["exponential-k500"].sample_psi(rng, 600)))
+    p = np.exp(
+        FAMILIES["exponential-k500"].sample_psi(rng, 600) * 0
+        - np.exp(-FAMILIES["exponential-k500"].sample_psi(rng, 600))
+    )
     s = rng.binomial(500, p)
     f = write_jsonl(tmp_path / "c.jsonl", [{"id": i, "successes": int(x), "trials": 500} for i, x in enumerate(s)])
     out = run_cli("forecast", str(f), "--json")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from logp_helpers import assert_logp_close, scored_tokens
+
 from rarecast.backends.hf import continuation_ids, encode, pack_row, render_prompt, token_batches
 from rarecast.queries import Query
 
@@ -14,8 +14,13 @@ pytestmark = pytest.mark.slow
 QUERIES = [
     Query(id="short", prompt="Hi"),
     Query(id="medium", prompt="What is the capital of France? Answer in one word."),
-    Query(id="chat", messages=({"role": "system", "content": "You are a pirate."},
-                               {"role": "user", "content": "Tell me about the sea, the wind and the stars."})),
+    Query(
+        id="chat",
+        messages=(
+            {"role": "system", "content": "You are a pirate."},
+            {"role": "user", "content": "Tell me about the sea, the wind and the stars."},
+        ),
+    ),
     Query(id="long", prompt="Write a long story about a dragon who learns to read books in a library at night."),
 ]
 # Multi-token targets sharing a first token (a branching trie), a single token, and a leading newline.
@@ -63,7 +68,7 @@ def test_tokenization_boundary_is_checked(smollm2_backend):
     # A clean boundary: the joined text's tokens start with the prompt's tokens.
     joined = encode(tok, text + "Sure")
     assert joined[: len(prompt_ids)] == prompt_ids
-    assert continuation_ids(tok, text, prompt_ids, "Sure") == joined[len(prompt_ids):]
+    assert continuation_ids(tok, text, prompt_ids, "Sure") == joined[len(prompt_ids) :]
     # The template ends in a newline, so a reply starting with newlines merges across the boundary when
     # the texts are joined; the prompt tokens must stay as they are and the reply keeps its own tokens.
     merged = encode(tok, text + "\n\nOnce")

@@ -45,28 +45,37 @@ def test_threshold_decides_a_hit():
 
 def test_cli_writes_files_that_forecast_reads(tmp_path):
     out = tmp_path / "garak.jsonl"
-    done = subprocess.run([*CLI, "import", "garak", str(REPORT), "--probe", "encoding.InjectHex", "-o", str(out)],
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        [*CLI, "import", "garak", str(REPORT), "--probe", "encoding.InjectHex", "-o", str(out)],
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 0, done.stderr
     files = sorted(p.name for p in tmp_path.iterdir())
-    assert files == ["garak.encoding.InjectHex.encoding.DecodeApprox.jsonl",
-                     "garak.encoding.InjectHex.encoding.DecodeMatch.jsonl"]
+    assert files == [
+        "garak.encoding.InjectHex.encoding.DecodeApprox.jsonl",
+        "garak.encoding.InjectHex.encoding.DecodeMatch.jsonl",
+    ]
     scores, provenance = read_scores(tmp_path / files[1])
     assert scores.kind == "counts" and scores.m == 24
     assert provenance["behavior"] == "garak:encoding.InjectHex/encoding.DecodeMatch"
 
 
-@pytest.mark.parametrize("damage, words", [
-    (lambda text: text[: len(text) // 2], "bad JSON"),                               # cut mid-line
-    (lambda text: "\n".join(l for l in text.splitlines() if '"status": 2' not in l), "no evaluated attempts"),
-    (lambda text: '{"hello": 1}\n', "not a garak report"),
-])
+@pytest.mark.parametrize(
+    "damage, words",
+    [
+        (lambda text: text[: len(text) // 2], "bad JSON"),  # cut mid-line
+        (lambda text: "\n".join(ln for ln in text.splitlines() if '"status": 2' not in ln), "no evaluated attempts"),
+        (lambda text: '{"hello": 1}\n', "not a garak report"),
+    ],
+)
 def test_bad_reports_name_the_file(tmp_path, damage, words):
     bad = tmp_path / "bad.report.jsonl"
     bad.write_text(damage(REPORT.read_text(encoding="utf-8")))
     with pytest.raises(InputError, match=words) as err:
         read_garak_report(bad)
     assert str(bad) in str(err.value)
-    done = subprocess.run([*CLI, "import", "garak", str(bad), "-o", str(tmp_path / "x.jsonl")],
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        [*CLI, "import", "garak", str(bad), "-o", str(tmp_path / "x.jsonl")], capture_output=True, text=True
+    )
     assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1 and str(bad) in done.stderr

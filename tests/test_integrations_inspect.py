@@ -15,14 +15,15 @@ import pytest
 
 pytest.importorskip("inspect_ai")
 
-from inspect_ai import Task, eval as inspect_eval  # noqa: E402
+from inspect_ai import Task  # noqa: E402
+from inspect_ai import eval as inspect_eval
 from inspect_ai.dataset import Sample  # noqa: E402
 from inspect_ai.log import read_eval_log  # noqa: E402
 from inspect_ai.model import ChatCompletionChoice, ChatMessageAssistant, ModelOutput, ModelUsage, get_model  # noqa: E402
 from inspect_ai.scorer import includes  # noqa: E402
 from inspect_ai.solver import TaskState, solver  # noqa: E402
-
 from logp_helpers import assert_logp_close  # noqa: E402
+
 from rarecast.store.score_files import read_scores  # noqa: E402
 
 CLI = [sys.executable, "-c", "from rarecast.cli import main; main()"]
@@ -35,8 +36,11 @@ def rarecast(*args):
 
 def mock_output(text: str) -> ModelOutput:
     # Usage given up front: mockllm would otherwise count tokens with tiktoken, which downloads its tables.
-    return ModelOutput(model="mockllm/model", choices=[ChatCompletionChoice(message=ChatMessageAssistant(content=text))],
-                       usage=ModelUsage(input_tokens=1, output_tokens=1, total_tokens=2))
+    return ModelOutput(
+        model="mockllm/model",
+        choices=[ChatCompletionChoice(message=ChatMessageAssistant(content=text))],
+        usage=ModelUsage(input_tokens=1, output_tokens=1, total_tokens=2),
+    )
 
 
 @solver
@@ -55,12 +59,19 @@ def scripted_reply():
 def run_eval(log_dir, log_format: str, scorer=None, epochs: int = EPOCHS, samples=None):
     """One real inspect eval; returns the log file's path."""
     p = 0.8 * np.random.default_rng(0).random(N_SAMPLES) ** 3  # a decaying tail of probabilities
-    samples = samples or [Sample(id=f"s{i}", input=f"question {i}", target="yes", metadata={"p": p[i]})
-                          for i in range(N_SAMPLES)]
-    task = Task(dataset=samples, solver=scripted_reply(), scorer=scorer or includes(), epochs=epochs,
-                name="mock_task")
-    (log,) = inspect_eval(task, model=get_model("mockllm/model"), log_dir=str(log_dir),
-                          log_format=log_format, display="none", temperature=0.7, max_tokens=16)
+    samples = samples or [
+        Sample(id=f"s{i}", input=f"question {i}", target="yes", metadata={"p": p[i]}) for i in range(N_SAMPLES)
+    ]
+    task = Task(dataset=samples, solver=scripted_reply(), scorer=scorer or includes(), epochs=epochs, name="mock_task")
+    (log,) = inspect_eval(
+        task,
+        model=get_model("mockllm/model"),
+        log_dir=str(log_dir),
+        log_format=log_format,
+        display="none",
+        temperature=0.7,
+        max_tokens=16,
+    )
     assert log.status == "success", log.error
     return log.location
 
@@ -175,10 +186,13 @@ def _with_config(logs, tmp_path, name, **changes):
     return path
 
 
-@pytest.mark.parametrize("changes,words", [
-    ({"temperature": 1.0}, "decoding setting 'temperature' is 1.0 here but 0.7 in"),
-    ({"max_tokens": None}, "decoding setting 'max_tokens' is unset here but 16 in"),
-])
+@pytest.mark.parametrize(
+    "changes,words",
+    [
+        ({"temperature": 1.0}, "decoding setting 'temperature' is 1.0 here but 0.7 in"),
+        ({"max_tokens": None}, "decoding setting 'max_tokens' is unset here but 16 in"),
+    ],
+)
 def test_logs_made_under_other_decoding_settings_are_refused_naming_both_files(logs, tmp_path, changes, words):
     other = _with_config(logs, tmp_path, "other.json", **changes)
     out = tmp_path / "pooled.jsonl"
@@ -216,8 +230,13 @@ def test_extension_scores_equal_rarecast_score(tmp_path):
     elicitation = registry_lookup("scorer", "rarecast/elicitation")  # found through the entry point
     assert elicitation is not None
     samples = [Sample(id=f"q{i}", input=text, metadata={"p": 0.0}) for i, text in enumerate(PROMPTS)]
-    log_path = run_eval(tmp_path / "logs", "eval", epochs=2, samples=samples,
-                        scorer=elicitation(BEHAVIOR, model="hf:smollm2", device="cpu"))
+    log_path = run_eval(
+        tmp_path / "logs",
+        "eval",
+        epochs=2,
+        samples=samples,
+        scorer=elicitation(BEHAVIOR, model="hf:smollm2", device="cpu"),
+    )
     log = read_eval_log(log_path)
     metrics = {k: m.value for s in log.results.scores for k, m in s.metrics.items()}
     assert {"worst_query_risk@10000", "aggregate_risk@1e+06", "behavior_frequency@0.5"} <= set(metrics)
@@ -228,8 +247,19 @@ def test_extension_scores_equal_rarecast_score(tmp_path):
     queries.write_text("".join(json.dumps({"id": s.id, "prompt": s.input}) + "\n" for s in samples))
     behavior = tmp_path / "b.yaml"
     behavior.write_text(json.dumps(BEHAVIOR))
-    done = rarecast("score", queries, "--model", "hf:smollm2", "--device", "cpu", "--behavior", behavior,
-                    "--store", tmp_path / "run.db", "--no-progress")
+    done = rarecast(
+        "score",
+        queries,
+        "--model",
+        "hf:smollm2",
+        "--device",
+        "cpu",
+        "--behavior",
+        behavior,
+        "--store",
+        tmp_path / "run.db",
+        "--no-progress",
+    )
     assert done.returncode == 0, done.stderr
     with open_existing(tmp_path / "run.db") as store:
         store.export(tmp_path / "score.jsonl")

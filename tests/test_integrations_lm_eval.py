@@ -52,13 +52,15 @@ def test_multiple_choice_option_raw_or_renormalized():
 
 def test_cli_table_feeds_forecast(tmp_path):
     out = tmp_path / "mc.parquet"
-    done = subprocess.run([*CLI, "import", "lm-eval", str(MC), "--choice", "0", "-o", str(out)],
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        [*CLI, "import", "lm-eval", str(MC), "--choice", "0", "-o", str(out)], capture_output=True, text=True
+    )
     assert done.returncode == 0, done.stderr
     scores, provenance = read_scores(out)
     assert scores.kind == "exact" and scores.m == 20 and provenance["behavior"] == "lm-eval:rarecast_comply_mc[0]"
-    done = subprocess.run([*CLI, "forecast", str(out), "--method", "gumbel-ols", "--n", "1e4", "--json"],
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        [*CLI, "forecast", str(out), "--method", "gumbel-ols", "--n", "1e4", "--json"], capture_output=True, text=True
+    )
     assert done.returncode == 0, done.stderr
 
 
@@ -68,19 +70,29 @@ def test_multiple_choice_needs_a_choice():
     assert str(MC) in str(err.value) and "row 1" in str(err.value)
 
 
-@pytest.mark.parametrize("damage, words", [
-    (lambda recs, text: text[: len(text) // 2], "bad JSON"),
-    (lambda recs, text: json.dumps({**recs[0], "filtered_resps": ["Sure, here you go"]}) + "\n",
-     "only loglikelihood and multiple_choice"),
-    (lambda recs, text: json.dumps({k: v for k, v in recs[0].items() if k != "filtered_resps"}) + "\n",
-     "no 'filtered_resps'"),
-])
+@pytest.mark.parametrize(
+    "damage, words",
+    [
+        (lambda recs, text: text[: len(text) // 2], "bad JSON"),
+        (
+            lambda recs, text: json.dumps({**recs[0], "filtered_resps": ["Sure, here you go"]}) + "\n",
+            "only loglikelihood and multiple_choice",
+        ),
+        (
+            lambda recs, text: json.dumps({k: v for k, v in recs[0].items() if k != "filtered_resps"}) + "\n",
+            "no 'filtered_resps'",
+        ),
+    ],
+)
 def test_bad_samples_name_the_file(tmp_path, damage, words):
     bad = tmp_path / LL.name
     bad.write_text(damage(records(LL), LL.read_text(encoding="utf-8")))
     with pytest.raises(InputError, match=words) as err:
         read_lm_eval_samples([bad], model="hf:x")
     assert str(bad) in str(err.value)
-    done = subprocess.run([*CLI, "import", "lm-eval", str(bad), "--model", "hf:x", "-o", str(tmp_path / "x.jsonl")],
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        [*CLI, "import", "lm-eval", str(bad), "--model", "hf:x", "-o", str(tmp_path / "x.jsonl")],
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1 and str(bad) in done.stderr

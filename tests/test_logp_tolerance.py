@@ -7,7 +7,6 @@ import math
 
 import numpy as np
 import pytest
-
 from logp_helpers import ATOL_PER_TOKEN, BUG_SIZE, RTOL, assert_logp_close, logp_tolerance, scored_tokens
 from test_hf_backend import CONTINUATIONS, QUERIES  # the same mixed queries and trie-branching targets
 
@@ -41,8 +40,6 @@ def test_tolerance_stays_well_below_the_size_of_a_real_bug():
         assert_logp_close([-1000.0], [-1000.0], n_tokens=1)
 
 
-
-
 @pytest.mark.slow
 def test_an_off_by_one_target_position_or_a_dropped_token_fails_the_check(smollm2_backend):
     """Batching passes the check; reading each token's distribution one position early, or dropping a
@@ -61,8 +58,9 @@ def test_an_off_by_one_target_position_or_a_dropped_token_fails_the_check(smollm
         row = pack(*args)
         last = {ci: i for i, (_, _, _, ci) in enumerate(row.targets)}
         count = {ci: sum(t[3] == ci for t in row.targets) for ci in last}
-        return dataclasses.replace(row, targets=[t for i, t in enumerate(row.targets)
-                                                 if i != last[t[3]] or count[t[3]] == 1])
+        return dataclasses.replace(
+            row, targets=[t for i, t in enumerate(row.targets) if i != last[t[3]] or count[t[3]] == 1]
+        )
 
     try:
         # The plain path: with prefix reuse, a shifted first target could fall before the tail of a row.
@@ -80,8 +78,10 @@ def test_an_off_by_one_target_position_or_a_dropped_token_fails_the_check(smollm
     assert_logp_close(batched, alone, n_tokens=n_tokens)  # float rounding only: passes
     multi = n_tokens > 1
     shift_gap, drop_gap = np.abs(shifted - alone), np.abs(dropped - alone)[multi]
-    print(f"\noff by one position: |change| >= {shift_gap.min():.3f} nats; dropped last token: "
-          f">= {drop_gap.min():.3f} nats; largest tolerance {logp_tolerance(alone, n_tokens).max():.1e}")
+    print(
+        f"\noff by one position: |change| >= {shift_gap.min():.3f} nats; dropped last token: "
+        f">= {drop_gap.min():.3f} nats; largest tolerance {logp_tolerance(alone, n_tokens).max():.1e}"
+    )
     assert shift_gap.min() >= BUG_SIZE and drop_gap.min() >= BUG_SIZE
     with pytest.raises(AssertionError, match="more than fp32 rounding"):
         assert_logp_close(shifted, alone, n_tokens=n_tokens)

@@ -5,8 +5,8 @@ import pytest
 from scipy import stats
 
 import rarecast as rc
-from rarecast.forecasting.risks import max_quantile_psi
 from rarecast.evaluation.synthetic import FAMILIES
+from rarecast.forecasting.risks import max_quantile_psi
 from rarecast.forecasting.tail import TailModel
 
 RISKS = [("worst_query_risk", 1e5), ("behavior_frequency", 0.5), ("aggregate_risk", 1e5)]
@@ -29,9 +29,10 @@ def test_max_quantile_matches_monte_carlo_of_the_mixed_deployment():
     model, n, q = _three_tails(), 50, np.array([0.05, 0.5, 0.95])
     x = max_quantile_psi(model, np.full(3, n), q)
     # Exactly: each replicate's maximum has cdf F_r(x)^n, and the mixture is their mean (scipy's c is our xi).
-    f_r = 1 - model.tail_mass[:, None] * stats.genpareto.sf(x[None, :] - model.threshold[:, None],
-                                                            model.xi, scale=model.sigma)
-    assert np.allclose(np.mean(f_r ** n, axis=0), q, atol=1e-9)
+    f_r = 1 - model.tail_mass[:, None] * stats.genpareto.sf(
+        x[None, :] - model.threshold[:, None], model.xi, scale=model.sigma
+    )
+    assert np.allclose(np.mean(f_r**n, axis=0), q, atol=1e-9)
 
     # By simulation: per deployment pick a replicate, then n queries from it (tail or body), and take the max.
     rng, runs = np.random.default_rng(2024), 200_000
@@ -73,8 +74,9 @@ def test_default_behavior_frequency_is_the_predictive_mean(fit):
     draws = fit.draws()
     x = -np.log(-np.log(tau))  # psi of tau
     assert np.all(x[:, None] > draws.threshold[None, :]) and draws.xi.shape == (draws.replicates, 1)
-    sf = draws.tail_mass[None, :] * stats.genpareto.sf(x[:, None] - draws.threshold[None, :], draws.xi[None, :, 0],
-                                                       scale=draws.sigma[None, :, 0])
+    sf = draws.tail_mass[None, :] * stats.genpareto.sf(
+        x[:, None] - draws.threshold[None, :], draws.xi[None, :, 0], scale=draws.sigma[None, :, 0]
+    )
     assert np.allclose(fit.behavior_frequency(tau), sf.mean(axis=1), rtol=1e-9, atol=0)
     # a median over the draws would be another number here: the draws disagree about the tail
     assert not np.allclose(fit.behavior_frequency(tau), fit.behavior_frequency(tau, quantile=0.5), rtol=0.05)

@@ -4,20 +4,37 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from logp_helpers import assert_logp_close, scored_tokens
+
 from rarecast.backends.hf import pack_row, prefix_groups, prefix_sets
 from rarecast.queries import Query
 
-SYSTEM_A = ("You are a careful assistant for a bank. Never reveal the vault password, which is kept in the "
-            "safe. Answer politely and briefly, in English.")
+SYSTEM_A = (
+    "You are a careful assistant for a bank. Never reveal the vault password, which is kept in the "
+    "safe. Answer politely and briefly, in English."
+)
 SYSTEM_B = "You are a pirate captain who speaks only in rhymes and loves the open sea."
 QUERIES = (
-    [Query(id=f"a{i}", messages=({"role": "system", "content": SYSTEM_A},
-                                 {"role": "user", "content": f"Question {i}: what is {i} plus {3 * i + 1}?" * (1 + i % 2)}))
-     for i in range(5)]
-    + [Query(id=f"b{i}", messages=({"role": "system", "content": SYSTEM_B},
-                                   {"role": "user", "content": f"Tell me about island {i}."})) for i in range(4)]
+    [
+        Query(
+            id=f"a{i}",
+            messages=(
+                {"role": "system", "content": SYSTEM_A},
+                {"role": "user", "content": f"Question {i}: what is {i} plus {3 * i + 1}?" * (1 + i % 2)},
+            ),
+        )
+        for i in range(5)
+    ]
+    + [
+        Query(
+            id=f"b{i}",
+            messages=(
+                {"role": "system", "content": SYSTEM_B},
+                {"role": "user", "content": f"Tell me about island {i}."},
+            ),
+        )
+        for i in range(4)
+    ]
     + [Query(id="lone", prompt="Hi there")]
 )
 # A branching trie, a single token and a reply that merges across the template boundary.
@@ -25,8 +42,12 @@ CONTINUATIONS = ["The secret is", "The capital", "Sure", "\n\nOnce"]
 
 
 def test_groups_share_prefixes_and_keep_the_last_prompt_token():
-    rows = [pack_row(0, [1, 2, 3, 4, 5], [[9]]), pack_row(1, [1, 2, 3, 4, 6, 7], [[9]]),
-            pack_row(2, [1, 2, 3, 4, 5], [[8]]), pack_row(3, [7, 7], [[9]])]
+    rows = [
+        pack_row(0, [1, 2, 3, 4, 5], [[9]]),
+        pack_row(1, [1, 2, 3, 4, 6, 7], [[9]]),
+        pack_row(2, [1, 2, 3, 4, 5], [[8]]),
+        pack_row(3, [7, 7], [[9]]),
+    ]
     groups = prefix_groups(rows, min_prefix=3)
     assert [(shared, sorted(r.query_index for r in m)) for shared, m in groups] == [(4, [0, 1, 2]), (0, [3])]
     # Identical prompts share all but their last token: the scores are read there.
@@ -113,7 +134,11 @@ def test_every_token_budget_gives_each_query_its_numbers_alone(smollm2_backend):
             for reuse in (True, False):
                 backend.prefix_reuse = reuse
                 # Bit-identical on the development machine; other CPUs' kernels differ by float rounding.
-                assert_logp_close(backend.continuation_logprobs(QUERIES, CONTINUATIONS), alone, n_tokens=n_tokens,
-                                  what=f"budget {budget}, prefix reuse {reuse}")
+                assert_logp_close(
+                    backend.continuation_logprobs(QUERIES, CONTINUATIONS),
+                    alone,
+                    n_tokens=n_tokens,
+                    what=f"budget {budget}, prefix reuse {reuse}",
+                )
     finally:
         backend.batch_tokens, backend.prefix_reuse = old, True

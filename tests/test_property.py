@@ -80,10 +80,19 @@ json_values = st.recursive(
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
     max_leaves=12,
 )
-record = st.fixed_dictionaries({}, optional={
-    "id": json_values, "prompt": json_values, "messages": json_values, "logp": json_values, "p": json_values,
-    "successes": json_values, "trials": json_values, "extra": json_values,
-})
+record = st.fixed_dictionaries(
+    {},
+    optional={
+        "id": json_values,
+        "prompt": json_values,
+        "messages": json_values,
+        "logp": json_values,
+        "p": json_values,
+        "successes": json_values,
+        "trials": json_values,
+        "extra": json_values,
+    },
+)
 
 
 def _write(data: bytes, suffix: str) -> Path:
@@ -129,8 +138,9 @@ def test_score_reader_on_random_records(rows, suffix) -> None:
         data = "\n".join(json.dumps(r) for r in rows).encode()
     else:
         cols = sorted({k for r in rows for k in r})
-        lines = [",".join(cols)] + [",".join(json.dumps(r.get(c, ""))[:30].replace(",", " ") for c in cols)
-                                     for r in rows]
+        lines = [",".join(cols)] + [
+            ",".join(json.dumps(r.get(c, ""))[:30].replace(",", " ") for c in cols) for r in rows
+        ]
         data = "\n".join(lines).encode()
     try:
         scores, _ = read_scores(_write(data, suffix))
@@ -157,9 +167,26 @@ def test_behavior_and_experiment_loaders_on_random_text(data) -> None:
 
 
 @FAST
-@given(spec=st.dictionaries(st.sampled_from(["name", "kind", "targets", "temperature", "options",
-                                             "behavior_option", "k", "grader", "max_tokens", "top_p"]),
-                            json_values, max_size=6))
+@given(
+    spec=st.dictionaries(
+        st.sampled_from(
+            [
+                "name",
+                "kind",
+                "targets",
+                "temperature",
+                "options",
+                "behavior_option",
+                "k",
+                "grader",
+                "max_tokens",
+                "top_p",
+            ]
+        ),
+        json_values,
+        max_size=6,
+    )
+)
 def test_behavior_from_random_mappings(spec) -> None:
     from rarecast.elicitation.behaviors import load_behavior
 

@@ -41,7 +41,7 @@ def test_jsonl_system_and_user_keys(tmp_path):
 
 
 def test_csv_prompt_and_system_user_columns(tmp_path):
-    qs = load_queries(write(tmp_path, "q.csv", "id,prompt\n1,hello\n2,\"a, quoted prompt\"\n"))
+    qs = load_queries(write(tmp_path, "q.csv", 'id,prompt\n1,hello\n2,"a, quoted prompt"\n'))
     assert [(q.id, q.prompt) for q in qs] == [("1", "hello"), ("2", "a, quoted prompt")]
     qs = load_queries(write(tmp_path, "s.csv", "system,user\nBe kind.,What is 2+2?\n,No system here\n"))
     assert qs[0].messages == ({"role": "system", "content": "Be kind."}, {"role": "user", "content": "What is 2+2?"})
@@ -64,13 +64,21 @@ def test_parquet_and_text(tmp_path):
         ("missing.jsonl", '{"prompt": "ok"}\n{"id": "z"}\n', 2, "neither"),
         ("both.jsonl", '{"prompt": "ok", "messages": [{"role": "user", "content": "x"}]}\n', 1, "both"),
         ("role.jsonl", '{"messages": [{"role": "robot", "content": "x"}]}\n', 1, "role"),
-        ("dup.jsonl", '{"id": "a", "prompt": "x"}\n{"id": "b", "prompt": "y"}\n{"id": "a", "prompt": "z"}\n', 3,
-         "duplicate query id 'a' (first seen on row 1)"),
+        (
+            "dup.jsonl",
+            '{"id": "a", "prompt": "x"}\n{"id": "b", "prompt": "y"}\n{"id": "a", "prompt": "z"}\n',
+            3,
+            "duplicate query id 'a' (first seen on row 1)",
+        ),
         ("dup_auto.txt", "same\nother\nsame\n", 3, "duplicate"),
         ("nocol.csv", "id,text\n1,hello\n", 1, "'prompt' column"),
         ("notobj.jsonl", '{"prompt": "ok"}\n[1, 2]\n', 2, "JSON object"),
-        ("array.json", '\n[\n  {"prompt": "a"},\n  {"prompt": "b"}\n]\n', 2,
-         "JSON Lines files hold one JSON object per line; this looks like a JSON array"),
+        (
+            "array.json",
+            '\n[\n  {"prompt": "a"},\n  {"prompt": "b"}\n]\n',
+            2,
+            "JSON Lines files hold one JSON object per line; this looks like a JSON array",
+        ),
         ("array.jsonl", '\ufeff[{"prompt": "a"}]\n', 1, "this looks like a JSON array"),
     ],
 )

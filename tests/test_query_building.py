@@ -62,10 +62,14 @@ def test_fillers_that_render_alike_are_kept_once():
 
 
 def test_an_astronomical_product_is_sampled_without_being_built():
-    spec = {"seed": 0, "max_queries": 25, "slots": {f"s{i}": [f"w{i}_{j}" for j in range(100)] for i in range(10)},
-            "templates": [" ".join(f"{{s{i}}}" for i in range(10))]}
+    spec = {
+        "seed": 0,
+        "max_queries": 25,
+        "slots": {f"s{i}": [f"w{i}_{j}" for j in range(100)] for i in range(10)},
+        "templates": [" ".join(f"{{s{i}}}" for i in range(10))],
+    }
     queries, report = build_queries(load_spec(spec))
-    assert report.possible == 100 ** 10 and report.kept == 25
+    assert report.possible == 100**10 and report.kept == 25
     assert len({q.messages[0]["content"] for q in queries}) == 25
 
 
@@ -77,14 +81,17 @@ def test_written_jsonl_loads_back_with_the_same_ids_and_texts(tmp_path):
     assert back[0].metadata["slots"] == queries[0].metadata["slots"]
 
 
-@pytest.mark.parametrize("change, key", [
-    ({"templates": ["{nope}"]}, "templates[0].user"),
-    ({"slots": {"a": []}, "templates": ["{a}"]}, "slots.a"),
-    ({"max_queries": 0}, "max_queries"),
-    ({"colour": 1}, "colour"),
-    ({"templates": [{"system": "x"}]}, "templates[0]"),
-    ({"templates": ["{a!r}"], "slots": {"a": ["x"]}}, "templates[0].user"),
-])
+@pytest.mark.parametrize(
+    "change, key",
+    [
+        ({"templates": ["{nope}"]}, "templates[0].user"),
+        ({"slots": {"a": []}, "templates": ["{a}"]}, "slots.a"),
+        ({"max_queries": 0}, "max_queries"),
+        ({"colour": 1}, "colour"),
+        ({"templates": [{"system": "x"}]}, "templates[0]"),
+        ({"templates": ["{a!r}"], "slots": {"a": ["x"]}}, "templates[0].user"),
+    ],
+)
 def test_bad_specs_name_the_key(change, key):
     with pytest.raises(InputError, match=key.replace("[", r"\[").replace("]", r"\]")):
         load_spec({**SPEC, **change})
@@ -100,11 +107,14 @@ def test_cli_build_reports_sizes_and_writes_jsonl(tmp_path):
     assert len(rows) == 40 and all(r["id"] and r["messages"] for r in rows)
 
 
-@pytest.mark.parametrize("text, where", [
-    ("slots: {a: [x]}\ntemplates: ['{b}']\n", "key 'templates[0].user'"),
-    ("templates: [\n  'a',\n  : b\n", "row "),
-    ("- just a list\n", "must be a YAML mapping"),
-])
+@pytest.mark.parametrize(
+    "text, where",
+    [
+        ("slots: {a: [x]}\ntemplates: ['{b}']\n", "key 'templates[0].user'"),
+        ("templates: [\n  'a',\n  : b\n", "row "),
+        ("- just a list\n", "must be a YAML mapping"),
+    ],
+)
 def test_cli_bad_spec_is_one_line_exit_2_and_writes_nothing(tmp_path, text, where):
     spec = tmp_path / "spec.yaml"
     spec.write_text(text)

@@ -26,12 +26,11 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
 
 import pytest
-
 from logp_helpers import assert_logp_close
 
 CLI = [sys.executable, "-c", "from rarecast.cli import main; main()"]
@@ -68,8 +67,9 @@ def audit_store(path: Path) -> tuple[dict[str, tuple], list[tuple]]:
     return by_id, failures
 
 
-def assert_rows_match(got: dict[str, tuple], reference: dict[str, tuple], *, n_tokens: int | None = None,
-                      n_targets: int = 1) -> None:
+def assert_rows_match(
+    got: dict[str, tuple], reference: dict[str, tuple], *, n_tokens: int | None = None, n_targets: int = 1
+) -> None:
     """Every row of ``got`` is in ``reference`` with the same key columns and the same value: equal floats when
     ``n_tokens`` is None, else equal up to fp32 rounding for a log p over ``n_targets`` targets of at most
     ``n_tokens`` tokens (see tests/logp_helpers.py)."""
@@ -147,8 +147,14 @@ def kill_chain(
                 if proc.poll() is None:
                     os.kill(proc.pid, signal.SIGKILL)
                 rc = proc.wait(timeout=30)
-        event = {"run": run, "trigger": "time" if by_time else f"rows>={target}", "delay_s": round(delay, 3),
-                 "at_s": round(time.monotonic() - start, 2), "rows_before": before, "rc": rc}
+        event = {
+            "run": run,
+            "trigger": "time" if by_time else f"rows>={target}",
+            "delay_s": round(delay, 3),
+            "at_s": round(time.monotonic() - start, 2),
+            "rows_before": before,
+            "rc": rc,
+        }
         if rc == -signal.SIGKILL:
             log.kills += 1
         else:
@@ -192,7 +198,9 @@ def run_concurrently(commands: Sequence[Sequence[str]], env: dict[str, str], wor
         for i, (proc, fh) in enumerate(procs):
             rc = proc.wait(timeout=limit_s)
             fh.close()
-            assert rc == 0, f"concurrent process {i} exited {rc}: {(workdir / f'concurrent-{i}.stderr').read_text()[-2000:]}"
+            assert rc == 0, (
+                f"concurrent process {i} exited {rc}: {(workdir / f'concurrent-{i}.stderr').read_text()[-2000:]}"
+            )
     finally:
         for proc, fh in procs:
             if proc.poll() is None:
@@ -231,9 +239,13 @@ KILLS = 10
 
 def _hf_files(tmp_path: Path) -> tuple[Path, Path]:
     queries = tmp_path / "queries.jsonl"
-    queries.write_text("".join(
-        json.dumps({"id": f"q{i:02d}", "messages": [{"role": "user", "content": f"Task {i}: name a colour."}]}) + "\n"
-        for i in range(N_QUERIES)))
+    queries.write_text(
+        "".join(
+            json.dumps({"id": f"q{i:02d}", "messages": [{"role": "user", "content": f"Task {i}: name a colour."}]})
+            + "\n"
+            for i in range(N_QUERIES)
+        )
+    )
     behavior = tmp_path / "behavior.yaml"
     behavior.write_text('name: starts-with-sure\nkind: specific_output\ntargets: ["Sure", "I cannot"]\n')
     return queries, behavior
@@ -245,8 +257,20 @@ def test_hf_score_survives_sigkill_chain_and_concurrent_finish(tmp_path: Path) -
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_VERBOSITY": "error"}
 
     def command(store: Path) -> list[str]:
-        return [*CLI, "score", str(queries), "--model", "hf:smollm2", "--behavior", str(behavior),
-                "--store", str(store), "--chunk-size", "2", "--no-progress"]
+        return [
+            *CLI,
+            "score",
+            str(queries),
+            "--model",
+            "hf:smollm2",
+            "--behavior",
+            str(behavior),
+            "--store",
+            str(store),
+            "--chunk-size",
+            "2",
+            "--no-progress",
+        ]
 
     reference, reference_s = uninterrupted_run(command, tmp_path, env, N_QUERIES)
 
@@ -259,8 +283,18 @@ def test_hf_score_survives_sigkill_chain_and_concurrent_finish(tmp_path: Path) -
     got, failures = audit_store(store)
     assert sorted(got) == sorted(reference) and not failures
     assert_rows_match(got, reference, n_tokens=2, n_targets=2)
-    write_report_line("hf_sigkill_chain", {"kills": log.kills, "finished": log.finished, "rounds": log.rounds,
-                                           "reference_run_s": round(reference_s, 1),
-                                           "concurrent_finish_s": round(wall, 1), "events": log.events})
-    print(f"\nhf: {log.kills} SIGKILLs, {log.finished} runs finished, reference run {reference_s:.1f} s; "
-          f"{[(e['trigger'], e['rows_before'], e['rows_after']) for e in log.events]}")
+    write_report_line(
+        "hf_sigkill_chain",
+        {
+            "kills": log.kills,
+            "finished": log.finished,
+            "rounds": log.rounds,
+            "reference_run_s": round(reference_s, 1),
+            "concurrent_finish_s": round(wall, 1),
+            "events": log.events,
+        },
+    )
+    print(
+        f"\nhf: {log.kills} SIGKILLs, {log.finished} runs finished, reference run {reference_s:.1f} s; "
+        f"{[(e['trigger'], e['rows_before'], e['rows_after']) for e in log.events]}"
+    )

@@ -25,21 +25,20 @@ import struct
 import subprocess
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
-from typing import Iterator
 
 import pytest
-
 from test_backends_http import FAST_RETRY, Fault, FaultProxy, _free_port, _start_llama_server, _stop, gguf  # noqa: F401
 from test_reliability_crash import (
-    uninterrupted_run,
     CLI,
     assert_rows_match,
     audit_store,
     kill_chain,
     run_concurrently,
+    uninterrupted_run,
     write_report_line,
 )
 
@@ -212,9 +211,21 @@ def proxy(upstream: str, chat_template: str) -> Iterator[ReliabilityProxy]:
 
 def _write_inputs(tmp_path: Path, n: int = N_QUERIES) -> tuple[Path, Path]:
     queries = tmp_path / "queries.jsonl"
-    queries.write_text("".join(json.dumps({"id": f"q{i:02d}", "messages": [
-        {"role": "system", "content": "Be brief."}, {"role": "user", "content": f"Task {i:02d}:"}]}) + "\n"
-        for i in range(n)))
+    queries.write_text(
+        "".join(
+            json.dumps(
+                {
+                    "id": f"q{i:02d}",
+                    "messages": [
+                        {"role": "system", "content": "Be brief."},
+                        {"role": "user", "content": f"Task {i:02d}:"},
+                    ],
+                }
+            )
+            + "\n"
+            for i in range(n)
+        )
+    )
     behavior = tmp_path / "behavior.yaml"
     behavior.write_text('name: starts-with-sure\nkind: specific_output\ntargets: ["Sure"]\n')
     return queries, behavior
@@ -230,25 +241,48 @@ def test_http_score_survives_sigkill_chain_and_concurrent_writers(proxy: Reliabi
     model = f"openai:{proxy.url}/v1/smollm2"
 
     def command(store: Path) -> list[str]:
-        return [*CLI, "score", str(queries), "--model", model, "--behavior", str(behavior), "--store", str(store),
-                "--chunk-size", "1", "--no-progress"]
+        return [
+            *CLI,
+            "score",
+            str(queries),
+            "--model",
+            model,
+            "--behavior",
+            str(behavior),
+            "--store",
+            str(store),
+            "--chunk-size",
+            "1",
+            "--no-progress",
+        ]
 
     reference, reference_s = uninterrupted_run(command, tmp_path, env, N_QUERIES)
     assert all(r[5] is not None and r[5] < 0 for r in reference.values())
 
     # Half the kills on progress (rows reached, then up to 0.3 s), half at a time drawn over the whole run.
     rng = random.Random(8_002)
-    store, log = kill_chain(command, reference, tmp_path, kills=KILLS, rng=rng, env=env,
-                            time_window_s=(0.2, reference_s))
+    store, log = kill_chain(
+        command, reference, tmp_path, kills=KILLS, rng=rng, env=env, time_window_s=(0.2, reference_s)
+    )
     wall = run_concurrently([command(store), command(store)], env, tmp_path)
     got, failures = audit_store(store)
     assert sorted(got) == sorted(reference) and not failures
     assert_rows_match(got, reference)
-    write_report_line("http_sigkill_chain", {"kills": log.kills, "finished": log.finished, "rounds": log.rounds,
-                                             "reference_run_s": round(reference_s, 1),
-                                             "concurrent_finish_s": round(wall, 1), "events": log.events})
-    print(f"\nhttp: {log.kills} SIGKILLs, {log.finished} finished, {log.rounds} round(s), reference {reference_s:.1f} s,"
-          f" two writers {wall:.1f} s; {[(e['trigger'], e['rows_before'], e['rows_after']) for e in log.events]}")
+    write_report_line(
+        "http_sigkill_chain",
+        {
+            "kills": log.kills,
+            "finished": log.finished,
+            "rounds": log.rounds,
+            "reference_run_s": round(reference_s, 1),
+            "concurrent_finish_s": round(wall, 1),
+            "events": log.events,
+        },
+    )
+    print(
+        f"\nhttp: {log.kills} SIGKILLs, {log.finished} finished, {log.rounds} round(s), reference {reference_s:.1f} s,"
+        f" two writers {wall:.1f} s; {[(e['trigger'], e['rows_before'], e['rows_after']) for e in log.events]}"
+    )
 
 
 # -- 2. faulty servers through the scoring loop ----------------------------------------------------------------
@@ -259,8 +293,8 @@ def test_scoring_through_every_fault_stores_right_values_and_records_the_rest(
 ) -> None:
     from rarecast.backends.openai import make_backend
     from rarecast.elicitation.behaviors import load_behavior
-    from rarecast.queries import load_queries
     from rarecast.elicitation.scoring import score
+    from rarecast.queries import load_queries
     from rarecast.store import Store
 
     queries_file, behavior_file = _write_inputs(tmp_path, 12)
@@ -276,8 +310,9 @@ def test_scoring_through_every_fault_stores_right_values_and_records_the_rest(
     reference, _ = audit_store(tmp_path / "clean.db")
     clean_max_in_flight = proxy.max_in_flight
 
-    no_logprobs = json.dumps({"choices": [{"index": 0, "text": "Sure", "logprobs": None}],
-                              "usage": {"completion_tokens": 1}}).encode()
+    no_logprobs = json.dumps(
+        {"choices": [{"index": 0, "text": "Sure", "logprobs": None}], "usage": {"completion_tokens": 1}}
+    ).encode()
     proxy.reset(
         Fault("Task 00:", 429, b'{"error": {"message": "slow down"}}', {"retry-after": "1"}, times=1),
         Fault("Task 01:", 500, b"internal error", times=2),
@@ -286,8 +321,11 @@ def test_scoring_through_every_fault_stores_right_values_and_records_the_rest(
         Fault("Task 07:", 200, no_logprobs),
         Fault("Task 08:", 503, b'{"error": {"message": "down for maintenance"}}'),
         Fault("Task 09:", 429, b'{"error": {"message": "quota"}}', {"retry-after": "3600"}),
-        socket_faults=(SocketFault("Task 03:", "reset", times=2), SocketFault("Task 04:", "stall", times=1, stall_s=25.0),
-                       SocketFault("Task 05:", "truncate", times=1)),
+        socket_faults=(
+            SocketFault("Task 03:", "reset", times=2),
+            SocketFault("Task 04:", "stall", times=1, stall_s=25.0),
+            SocketFault("Task 05:", "truncate", times=1),
+        ),
     )
     t0 = time.monotonic()
     with Store(tmp_path / "faulty.db") as st:
@@ -310,8 +348,10 @@ def test_scoring_through_every_fault_stores_right_values_and_records_the_rest(
 
     # Each fault reached the client, and retries are bounded: per query at most max_attempts per pass, and
     # two passes (the chunk, then the query alone after the chunk failed).
-    statuses = {m: [s for _, s in proxy.requests_matching(f"Task {m}:")] for m in ("00", "01", "02", "03", "04",
-                                                                                  "05", "08", "09")}
+    statuses = {
+        m: [s for _, s in proxy.requests_matching(f"Task {m}:")]
+        for m in ("00", "01", "02", "03", "04", "05", "08", "09")
+    }
     assert statuses["00"][0] == 429 and statuses["01"][:2] == [500, 500] and statuses["02"][0] == 503
     assert statuses["03"][:2] == ["reset", "reset"] and "stall" in statuses["04"] and "truncate" in statuses["05"]
     assert statuses["08"] == [503] * len(statuses["08"])
@@ -330,14 +370,22 @@ def test_scoring_through_every_fault_stores_right_values_and_records_the_rest(
     assert (second.skipped, second.scored, second.failed) == (8, 4, 0)
     assert not failures and sorted(got) == sorted(reference)
     assert_rows_match(got, reference)
-    write_report_line("faulty_server", {"queries": len(queries), "faulty_run_s": round(faulty_s, 1),
-                                        "requests_per_fault": {k: len(v) for k, v in statuses.items()},
-                                        "max_in_flight_seen": proxy.max_in_flight,
-                                        "clean_max_in_flight_seen": clean_max_in_flight,
-                                        "reasons": reasons})
-    print(f"\nfaulty server: {first.scored} scored, {first.failed} recorded as failed in {faulty_s:.1f} s; "
-          f"requests per faulted query {({k: len(v) for k, v in statuses.items()})}; max in flight "
-          f"{proxy.max_in_flight} (limit 3)")
+    write_report_line(
+        "faulty_server",
+        {
+            "queries": len(queries),
+            "faulty_run_s": round(faulty_s, 1),
+            "requests_per_fault": {k: len(v) for k, v in statuses.items()},
+            "max_in_flight_seen": proxy.max_in_flight,
+            "clean_max_in_flight_seen": clean_max_in_flight,
+            "reasons": reasons,
+        },
+    )
+    print(
+        f"\nfaulty server: {first.scored} scored, {first.failed} recorded as failed in {faulty_s:.1f} s; "
+        f"requests per faulted query { ({k: len(v) for k, v in statuses.items()}) }; max in flight "
+        f"{proxy.max_in_flight} (limit 3)"
+    )
 
 
 def st_key(store):
@@ -371,23 +419,33 @@ def test_api_key_never_reaches_store_exports_report_or_logs(proxy: ReliabilityPr
     env = {**os.environ, "OPENAI_API_KEY": secret}
     leak = json.dumps({"error": {"message": f"Incorrect API key provided: {secret}"}}).encode()
     # Servers that echo the key back in error bodies, once for a retried status and once for a final one.
-    proxy.reset(Fault("Task 03:", 400, leak), Fault("Task 05:", 500, leak),
-                Fault("Task 07:", 200, b"not json " + secret.encode()))
+    proxy.reset(
+        Fault("Task 03:", 400, leak),
+        Fault("Task 05:", 500, leak),
+        Fault("Task 07:", 200, b"not json " + secret.encode()),
+    )
     store = tmp_path / "run.db"
     model = f"openai:{proxy.url}/v1/smollm2"
     outputs = []
-    run = subprocess.run([*CLI, "score", str(queries), "--model", model, "--behavior", str(behavior),
-                          "--store", str(store)], capture_output=True, text=True, env=env, timeout=600)
+    run = subprocess.run(
+        [*CLI, "score", str(queries), "--model", model, "--behavior", str(behavior), "--store", str(store)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
     outputs += [run.stdout, run.stderr]
     assert run.returncode == 0, run.stderr[-2000:]
     assert any(h.get("authorization") == f"Bearer {secret}" for _, _, _, h in proxy.log), "the key was not sent"
     _, failures = audit_store(store)
     assert {q for q, _ in failures} == {"q03", "q05", "q07"} and all("[redacted]" in r for _, r in failures)
 
-    for args in (["export", str(store), "-o", str(tmp_path / "scores.jsonl")],
-                 ["export", str(store), "-o", str(tmp_path / "scores.parquet")],
-                 ["forecast", str(store), "--json"],
-                 ["report", str(store), "-o", str(tmp_path / "report.html")]):
+    for args in (
+        ["export", str(store), "-o", str(tmp_path / "scores.jsonl")],
+        ["export", str(store), "-o", str(tmp_path / "scores.parquet")],
+        ["forecast", str(store), "--json"],
+        ["report", str(store), "-o", str(tmp_path / "report.html")],
+    ):
         done = subprocess.run([*CLI, *args], capture_output=True, text=True, env=env, timeout=300)
         outputs += [done.stdout, done.stderr]
         assert done.returncode in (0, 2), done.stderr[-2000:]
@@ -408,4 +466,3 @@ def test_api_key_never_reaches_store_exports_report_or_logs(proxy: ReliabilityPr
         con.close()
     assert not leaks, f"the API key leaked into: {leaks}"
     write_report_line("api_key", {"files_searched": len(written), "outputs_searched": len(outputs)})
-

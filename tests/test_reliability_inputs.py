@@ -10,13 +10,11 @@ and the huge-line check runs as a subprocess to measure its peak memory.
 from __future__ import annotations
 
 import hashlib
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-
 from bad_inputs.corpus import BEHAVIORS, EXPERIMENTS, QUERIES, SCORES, STORES, huge_line_file, write_case
 
 CLI = [sys.executable, "-c", "from rarecast.cli import main; main()"]
@@ -78,8 +76,9 @@ def test_bad_query_file(name, content, row, workdir, capsys, monkeypatch) -> Non
     with pytest.raises(InputError) as info:
         load_queries(path)
     assert info.value.file == str(path) and info.value.row == row
-    code, err = run_main(["score", path, "--behavior", "good.yaml", "--store", "run.db", "--no-progress"],
-                         capsys, monkeypatch)
+    code, err = run_main(
+        ["score", path, "--behavior", "good.yaml", "--store", "run.db", "--no-progress"], capsys, monkeypatch
+    )
     assert_clean_error(code, err, path, row)
     assert snapshot(workdir) == before
 
@@ -110,8 +109,12 @@ def test_bad_store(name, content, row, workdir, capsys, monkeypatch) -> None:
     with pytest.raises(InputError) as info:
         load_scores(path)
     assert info.value.file == str(path)
-    commands = [["export", path, "-o", "out.jsonl"], ["export", path, "-o", "out.parquet"], ["forecast", path],
-                ["report", path, "-o", "report.html"]]
+    commands = [
+        ["export", path, "-o", "out.jsonl"],
+        ["export", path, "-o", "out.parquet"],
+        ["forecast", path],
+        ["report", path, "-o", "report.html"],
+    ]
     if name != "empty.db":  # an empty file is a fine place to start a new store; anything else is refused
         commands.append(["score", "good.jsonl", "--behavior", "good.yaml", "--store", path, "--no-progress"])
     for args in commands:
@@ -130,8 +133,9 @@ def test_bad_behavior(name, content, row, workdir, capsys, monkeypatch) -> None:
     with pytest.raises(InputError) as info:
         load_behavior(path)
     assert info.value.file == str(path) and info.value.row == row
-    code, err = run_main(["score", "good.jsonl", "--behavior", path, "--store", "run.db", "--no-progress"],
-                         capsys, monkeypatch)
+    code, err = run_main(
+        ["score", "good.jsonl", "--behavior", path, "--store", "run.db", "--no-progress"], capsys, monkeypatch
+    )
     assert_clean_error(code, err, path, row)
     assert snapshot(workdir) == before and not (workdir / "PWNED").exists()
 
@@ -157,8 +161,11 @@ def test_a_sample_through_the_real_process_exits_2(workdir: Path) -> None:
     for group, table, name in cases:
         content, row = next((c, r) for n, c, r in table if n == name)
         path = write_case(workdir / group, name, content)
-        args = {"queries": ["score", path, "--behavior", "good.yaml", "--store", "run.db", "--no-progress"],
-                "scores": ["forecast", path], "stores": ["export", path, "-o", "out.jsonl"]}[group]
+        args = {
+            "queries": ["score", path, "--behavior", "good.yaml", "--store", "run.db", "--no-progress"],
+            "scores": ["forecast", path],
+            "stores": ["export", path, "-o", "out.jsonl"],
+        }[group]
         before = snapshot(workdir)
         done = subprocess.run([*CLI, *map(str, args)], capture_output=True, text=True, timeout=120)
         assert_clean_error(done.returncode, done.stderr, path, row)
@@ -175,14 +182,23 @@ def test_huge_line_fails_cleanly_with_bounded_memory(command: str, workdir: Path
     memory measured. The loaders read a file whole (tables.utf8_lines), so memory grows with the file: about
     the figure printed here per MB of line; docs/reliability.md records the 1 GB run made by hand."""
     path = huge_line_file(workdir / "huge.jsonl", HUGE_MB, valid_json=False)
-    args = ["forecast", path] if command == "forecast" else ["score", path, "--behavior", "good.yaml", "--store",
-                                                            "run.db", "--no-progress"]
+    args = (
+        ["forecast", path]
+        if command == "forecast"
+        else ["score", path, "--behavior", "good.yaml", "--store", "run.db", "--no-progress"]
+    )
     before = snapshot(workdir)
     # Linux keeps ru_maxrss across exec, so a child forked from this (large) test process would report
     # pytest's own peak; a small launcher measures its child instead (RUSAGE_CHILDREN).
-    measured = [sys.executable, "-c", "import resource, subprocess, sys; r = subprocess.run(sys.argv[1:]); "
-                "print(f'maxrss_kb={resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}'); sys.exit(r.returncode)",
-                sys.executable, "-c", "from rarecast.cli import main; main()"]
+    measured = [
+        sys.executable,
+        "-c",
+        "import resource, subprocess, sys; r = subprocess.run(sys.argv[1:]); "
+        "print(f'maxrss_kb={resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}'); sys.exit(r.returncode)",
+        sys.executable,
+        "-c",
+        "from rarecast.cli import main; main()",
+    ]
     done = subprocess.run([*measured, *map(str, args)], capture_output=True, text=True, timeout=300)
     assert_clean_error(done.returncode, done.stderr, path, 1)
     assert snapshot(workdir) == before

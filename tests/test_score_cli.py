@@ -13,8 +13,8 @@ import sys
 import time
 
 import pytest
-
 from logp_helpers import assert_logp_close
+
 from rarecast.store import load_scores
 
 CLI = [sys.executable, "-c", "from rarecast.cli import main; main()"]
@@ -73,8 +73,9 @@ def stored_logp(path) -> dict[str, float]:
 def test_sigkill_then_rerun_equals_uninterrupted_run(tmp_path):
     n = 12
     queries = tmp_path / "q.jsonl"
-    queries.write_text("".join(json.dumps({"id": f"q{i:02d}", "prompt": f"Question {i}: name a colour."}) + "\n"
-                               for i in range(n)))
+    queries.write_text(
+        "".join(json.dumps({"id": f"q{i:02d}", "prompt": f"Question {i}: name a colour."}) + "\n" for i in range(n))
+    )
     beh = behavior_file(tmp_path)
     args = ["--behavior", beh, "--chunk-size", "2", "--no-progress"]
 
@@ -82,8 +83,11 @@ def test_sigkill_then_rerun_equals_uninterrupted_run(tmp_path):
     assert rarecast("score", queries, "--store", full, *args).returncode == 0
 
     killed = tmp_path / "killed.db"
-    proc = subprocess.Popen([*CLI, "score", str(queries), "--store", str(killed), *map(str, args)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [*CLI, "score", str(queries), "--store", str(killed), *map(str, args)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 120
     while proc.poll() is None and time.monotonic() < deadline:
         if killed.exists() and store_rows(killed) > 0:  # the first chunk is committed: kill mid-run
@@ -110,7 +114,10 @@ def test_sigkill_then_rerun_equals_uninterrupted_run(tmp_path):
     assert_logp_close([by_id[i] for i in a.ids], a.logp, n_tokens=2, n_targets=2)
     assert prov_b["n"] == n and prov_b["failures"] == 0
     assert (prov_a["model"], prov_a["revision"], prov_a["behavior_id"]) == (
-        prov_b["model"], prov_b["revision"], prov_b["behavior_id"])
+        prov_b["model"],
+        prov_b["revision"],
+        prov_b["behavior_id"],
+    )
 
     out = tmp_path / "scores.jsonl"
     assert rarecast("export", killed, "-o", out).returncode == 0

@@ -19,8 +19,10 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "rarecast"
 
 def payload(field: str) -> str:
     """A payload that would change the page if any of it ran or became markup, tagged with its field."""
-    return (f"<script>window.__pwned_{field}=1</script><img src=x onerror=\"document.title='PWNED-{field}'\">"
-            f"\"'><svg onload=alert('{field}')></svg>&amp; {field}")
+    return (
+        f"<script>window.__pwned_{field}=1</script><img src=x onerror=\"document.title='PWNED-{field}'\">"
+        f"\"'><svg onload=alert('{field}')></svg>&amp; {field}"
+    )
 
 
 FIELDS_IN_QUERIES = ["prompt", "system", "user", "assistant", "query_id"]
@@ -30,11 +32,12 @@ FIELDS_IN_PROVENANCE = ["model", "behavior", "revision", "experiment", "decoding
 @pytest.mark.slow
 def test_report_escapes_every_field_in_a_real_browser(tmp_path: Path) -> None:
     from browser_helpers import chromium, dump_dom
+
+    from rarecast.evaluation.synthetic import FAMILIES
     from rarecast.forecasting.fit import forecast_result
     from rarecast.queries import Query
     from rarecast.report import write_report
     from rarecast.scores import Scores
-    from rarecast.evaluation.synthetic import FAMILIES
 
     chromium()
     logp = np.sort(FAMILIES["exponential"].sample(np.random.default_rng(1), 200).logp)[::-1]
@@ -42,14 +45,25 @@ def test_report_escapes_every_field_in_a_real_browser(tmp_path: Path) -> None:
     ids[0], ids[1], ids[2] = "chat", "plain", payload("query_id")  # the three riskiest; the third has no text
     scores = Scores.from_logp(logp, ids=ids)
     queries = {
-        "chat": Query(id="chat", messages=({"role": "system", "content": payload("system")},
-                                           {"role": "user", "content": payload("user")},
-                                           {"role": "assistant", "content": payload("assistant")})),
+        "chat": Query(
+            id="chat",
+            messages=(
+                {"role": "system", "content": payload("system")},
+                {"role": "user", "content": payload("user")},
+                {"role": "assistant", "content": payload("assistant")},
+            ),
+        ),
         "plain": Query(id="plain", prompt=payload("prompt")),
     }
-    provenance = {"model": payload("model"), "behavior": payload("behavior"), "revision": payload("revision"),
-                  "experiment": payload("experiment"), "decoding": {"note": payload("decoding")},
-                  "source": payload("source"), payload("extra_key"): "value"}
+    provenance = {
+        "model": payload("model"),
+        "behavior": payload("behavior"),
+        "revision": payload("revision"),
+        "experiment": payload("experiment"),
+        "decoding": {"note": payload("decoding")},
+        "source": payload("source"),
+        payload("extra_key"): "value",
+    }
     fit, result = forecast_result(scores, provenance, n=[1e4], tau=[0.5])
     result["warnings"].append(payload("warning"))
     html, _ = write_report(fit, result, queries, tmp_path / "report.html")
@@ -62,7 +76,7 @@ def test_report_escapes_every_field_in_a_real_browser(tmp_path: Path) -> None:
     # No element came from a payload (their text, quotes included, may show inside elements as inert text),
     # and no handler ran: the title is still the report's own.
     assert "<script" not in lower and "<svg" not in lower and "<img src=x" not in lower
-    assert "<img src=\"x\"" not in lower and lower.count("<img") == 2  # the two plots only
+    assert '<img src="x"' not in lower and lower.count("<img") == 2  # the two plots only
     assert "<title>rarecast report: &lt;script&gt;window.__pwned_experiment" in dom
 
 
@@ -72,8 +86,13 @@ def test_yaml_python_tags_are_refused_everywhere(tmp_path: Path, monkeypatch: py
     from rarecast.queries.building import load_spec
 
     monkeypatch.chdir(tmp_path)
-    tags = ["!!python/object/apply:os.system ['touch PWNED']", "!!python/object/new:os.system ['touch PWNED']",
-            "!!python/name:os.system", "!!python/module:os", "!!binary aGVsbG8="]
+    tags = [
+        "!!python/object/apply:os.system ['touch PWNED']",
+        "!!python/object/new:os.system ['touch PWNED']",
+        "!!python/name:os.system",
+        "!!python/module:os",
+        "!!binary aGVsbG8=",
+    ]
     for i, tag in enumerate(tags):
         path = tmp_path / f"evil{i}.yaml"
         path.write_text(f"name: {tag}\nkind: specific_output\ntargets: [Sure]\nqueries: q.jsonl\n")
@@ -123,15 +142,30 @@ def test_custom_graders_load_only_from_an_explicit_module_function(monkeypatch: 
     from rarecast.elicitation.graders import CallableGrader, make_grader
 
     monkeypatch.syspath_prepend(str(Path(__file__).parent))
-    bad = ["os.system", "os:system()", "/tmp/evil.py:grade", "evil.py:grade", "os:path.join",
-           "__import__('os'):system", "os :system", "os:system;rm", ":grade", "os:", "", "grader_helpers:*"]
+    bad = [
+        "os.system",
+        "os:system()",
+        "/tmp/evil.py:grade",
+        "evil.py:grade",
+        "os:path.join",
+        "__import__('os'):system",
+        "os :system",
+        "os:system;rm",
+        ":grade",
+        "os:",
+        "",
+        "grader_helpers:*",
+    ]
     for name in bad:
         with pytest.raises(InputError):
             CallableGrader(name)
         with pytest.raises(InputError):
             load_behavior({"name": "x", "kind": "sampled", "k": 2, "grader": {"kind": "callable", "function": name}})
-    for spec in ({"kind": "callable", "module": "os", "function": "system"}, {"kind": "callable"},
-                 {"kind": "python", "function": "os:system"}):
+    for spec in (
+        {"kind": "callable", "module": "os", "function": "system"},
+        {"kind": "callable"},
+        {"kind": "python", "function": "os:system"},
+    ):
         with pytest.raises(InputError):
             make_grader(spec)
     assert "rarecast_no_such_module" not in sys.modules

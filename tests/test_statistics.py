@@ -5,8 +5,8 @@ import pytest
 
 import rarecast as rc
 from rarecast.errors import RarecastWarning
-from rarecast.scores import p_from_psi
 from rarecast.evaluation.synthetic import FAMILIES, Family
+from rarecast.scores import p_from_psi
 
 
 def _p_of_max(family: Family, n: float | np.ndarray, q: float | np.ndarray) -> np.ndarray:
@@ -38,8 +38,9 @@ def test_error_shrinks_as_m_grows_when_the_model_is_right(method):
     assert large < 0.6 * small
 
 
-@pytest.mark.parametrize("method, low, high, added_width", [("exponential", 0.85, 0.95, 1.6),
-                                                             ("gpd-bayes", 0.90, 1.0, 4.0)])
+@pytest.mark.parametrize(
+    "method, low, high, added_width", [("exponential", 0.85, 0.95, 1.6), ("gpd-bayes", 0.90, 1.0, 4.0)]
+)
 def test_worst_query_intervals_cover_the_deployment_maximum(method, low, high, added_width):
     """A worst-query interval is a predictive interval of the largest p among n deployment queries, so each
     repetition draws that maximum afresh. The exponential fit is the true model here and should cover about
@@ -99,6 +100,8 @@ def test_counts_warn_when_few_queries_have_successes():
 
 def test_counts_with_no_success_refuse():
     # The thin-data warning comes first, then the refusal.
-    with pytest.warns(RarecastWarning, match="only 0 of 200 queries had any success"), \
-            pytest.raises(rc.ForecastError, match="no query had a success"):
+    with (
+        pytest.warns(RarecastWarning, match="only 0 of 200 queries had any success"),
+        pytest.raises(rc.ForecastError, match="no query had a success"),
+    ):
         rc.fit_tail(rc.Scores.from_counts(np.zeros(200), np.full(200, 100)))

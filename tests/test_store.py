@@ -10,10 +10,9 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from rarecast.elicitation.behaviors import Outcome, Sampled, SpecificOutput
+from rarecast.elicitation.behaviors import Outcome, Sampled, SpecificOutput, run_key
 from rarecast.errors import InputError
 from rarecast.store import Store, load_scores
-from rarecast.elicitation.behaviors import run_key
 
 
 class Described:
@@ -98,7 +97,9 @@ def test_export_jsonl_and_parquet(tmp_path):
             st.export(tmp_path / "s.csv")
     rows = [json.loads(line) for line in (tmp_path / "s.jsonl").read_text().splitlines()]
     assert [r["query_id"] for r in rows] == ["a", "b"] and rows[0]["logp"] == -1.25 and rows[1]["logp"] == -math.inf
-    assert {"model", "revision", "behavior", "behavior_id", "decoding", "rarecast_version", "created_at"} <= set(rows[0])
+    assert {"model", "revision", "behavior", "behavior_id", "decoding", "rarecast_version", "created_at"} <= set(
+        rows[0]
+    )
     table = pq.read_table(tmp_path / "s.parquet")
     assert table.column("logp").to_pylist() == [-1.25, -math.inf]
     assert table.schema.metadata[b"model"] == b"hf:test-model"

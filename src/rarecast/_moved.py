@@ -41,12 +41,14 @@ def new_name(old: str) -> str | None:
     """Where the module ``old`` lives now (submodules of a moved package included), or None."""
     for prefix, target in MOVED.items():
         if old == prefix or old.startswith(prefix + "."):
-            return target + old[len(prefix):]
+            return target + old[len(prefix) :]
     return None
 
 
 class _MovedModules(importlib.abc.MetaPathFinder, importlib.abc.Loader):
-    def find_spec(self, fullname: str, path: object = None, target: object = None) -> importlib.machinery.ModuleSpec | None:
+    def find_spec(
+        self, fullname: str, path: object = None, target: object = None
+    ) -> importlib.machinery.ModuleSpec | None:
         if new_name(fullname) is None:
             return None
         return importlib.util.spec_from_loader(fullname, self)
@@ -54,8 +56,11 @@ class _MovedModules(importlib.abc.MetaPathFinder, importlib.abc.Loader):
     def create_module(self, spec: importlib.machinery.ModuleSpec) -> ModuleType:
         target = new_name(spec.name)
         assert target is not None
-        warnings.warn(f"{spec.name} moved to {target}; the old name will be removed in rarecast 0.3",
-                      DeprecationWarning, stacklevel=2)
+        warnings.warn(
+            f"{spec.name} moved to {target}; the old name will be removed in rarecast 0.3",
+            DeprecationWarning,
+            stacklevel=2,
+        )
         # The import system keeps the existing module's own __spec__ and __name__, so both names give one object.
         return importlib.import_module(target)
 

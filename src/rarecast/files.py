@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from rarecast.errors import InputError
 
@@ -67,8 +67,12 @@ def _jsonl_rows(path: Path, lines: list[str]) -> Iterator[Row]:
             continue
         if first and line.lstrip("\ufeff \t").startswith("["):
             # many tools write one JSON array; read as JSON Lines it would fail as a bare "bad JSON"
-            raise InputError("JSON Lines files hold one JSON object per line; this looks like a JSON array "
-                             "(convert it with: jq -c '.[]' FILE.json > FILE.jsonl)", file=str(path), row=i)
+            raise InputError(
+                "JSON Lines files hold one JSON object per line; this looks like a JSON array "
+                "(convert it with: jq -c '.[]' FILE.json > FILE.jsonl)",
+                file=str(path),
+                row=i,
+            )
         first = False
         try:
             rec = json.loads(line)
@@ -76,8 +80,9 @@ def _jsonl_rows(path: Path, lines: list[str]) -> Iterator[Row]:
             raise InputError(f"bad JSON: {exc.msg} (column {exc.colno})", file=str(path), row=i) from None
         except RecursionError:
             # json's parser recurses once per nesting level; nothing a score or query needs is this deep
-            raise InputError("JSON nested too deeply to read (over about 1,000 levels of arrays or objects)",
-                             file=str(path), row=i) from None
+            raise InputError(
+                "JSON nested too deeply to read (over about 1,000 levels of arrays or objects)", file=str(path), row=i
+            ) from None
         if not isinstance(rec, dict):
             raise InputError("each line must be a JSON object", file=str(path), row=i)
         yield i, rec

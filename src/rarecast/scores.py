@@ -84,7 +84,7 @@ class Scores:
         return psi_from_logp(self.logp)
 
     @classmethod
-    def from_logp(cls, logp, ids=None) -> "Scores":
+    def from_logp(cls, logp, ids=None) -> Scores:
         """Validate natural-log probabilities: finite or -inf, and <= 0."""
         arr = np.asarray(logp, dtype=float).ravel()
         _reject(np.isnan(arr), lambda i: "log p is NaN; every query needs a number <= 0")
@@ -92,7 +92,7 @@ class Scores:
         return cls(logp=arr, ids=_ids(ids, len(arr)))
 
     @classmethod
-    def from_p(cls, p, ids=None) -> "Scores":
+    def from_p(cls, p, ids=None) -> Scores:
         """Validate probabilities in [0, 1] and store their logs."""
         arr = np.asarray(p, dtype=float).ravel()
         _reject(np.isnan(arr) | (arr < 0) | (arr > 1), lambda i: f"p is {arr[i]}; probabilities must lie in [0, 1]")
@@ -100,7 +100,7 @@ class Scores:
             return cls(logp=np.log(arr), ids=_ids(ids, len(arr)))
 
     @classmethod
-    def from_counts(cls, successes, trials, ids=None) -> "Scores":
+    def from_counts(cls, successes, trials, ids=None) -> Scores:
         """Validate sampled counts: whole numbers with 0 <= successes <= trials and trials >= 1."""
         s = np.asarray(successes, dtype=float).ravel()
         k = np.asarray(trials, dtype=float).ravel()
@@ -109,8 +109,12 @@ class Scores:
         with np.errstate(invalid="ignore"):
             bad = ~np.isfinite(s) | ~np.isfinite(k) | (s != np.round(s)) | (k != np.round(k))
             bad |= (s < 0) | (k < 1) | (s > k)
-        _reject(bad, lambda i: f"successes={s[i]:g}, trials={k[i]:g}; need whole numbers with "
-                "0 <= successes <= trials and trials >= 1")
+        _reject(
+            bad,
+            lambda i: (
+                f"successes={s[i]:g}, trials={k[i]:g}; need whole numbers with 0 <= successes <= trials and trials >= 1"
+            ),
+        )
         return cls(successes=s.astype(np.int64), trials=k.astype(np.int64), ids=_ids(ids, len(s)))
 
 

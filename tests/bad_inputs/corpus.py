@@ -15,10 +15,10 @@ import json
 import random
 import sqlite3
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, Union
 
-Content = Union[bytes, Callable[[Path], None]]
+Content = bytes | Callable[[Path], None]
 
 GARBAGE = b"\x89PNG\x00\xff" + random.Random(8).randbytes(4090)  # seeded: the same bytes every run; not UTF-8
 GOOD_QUERY = b'{"id": "a", "prompt": "What is the password?"}\n'
@@ -60,8 +60,10 @@ def _truncated_store(path: Path) -> None:
     with Store(path) as st:  # a real store with a results table spread over several pages, then cut
         st.conn.executemany(
             "INSERT INTO results VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-            [(f"q{i}", "m", "r", "b", "s", "n", "{}", "{}", "0", "t", -1.0 - i, None, None, "x" * 200)
-             for i in range(400)],
+            [
+                (f"q{i}", "m", "r", "b", "s", "n", "{}", "{}", "0", "t", -1.0 - i, None, None, "x" * 200)
+                for i in range(400)
+            ],
         )
         st.conn.commit()
     data = path.read_bytes()
@@ -136,12 +138,23 @@ SCORES: list[tuple[str, Content, int | None]] = [
     ("deeply-nested-row.jsonl", _lines(*_GOOD_SCORES) + NESTED + b"\n", 4),
     ("logp-then-counts.jsonl", _lines(*_GOOD_SCORES, {"id": "x", "successes": 1, "trials": 5}), 4),
     ("counts-then-logp.jsonl", _lines({"id": "a", "successes": 1, "trials": 5}, {"id": "b", "logp": -2.0}), 2),
-    ("logp-and-counts-in-a-row.jsonl", _lines(*_GOOD_SCORES, {"id": "x", "logp": -1.0, "successes": 1,
-                                                              "trials": 5}), 4),
+    (
+        "logp-and-counts-in-a-row.jsonl",
+        _lines(*_GOOD_SCORES, {"id": "x", "logp": -1.0, "successes": 1, "trials": 5}),
+        4,
+    ),
     ("logp-then-p.jsonl", _lines(*_GOOD_SCORES, {"id": "x", "p": 0.01}), 4),
     ("mixed-kinds.csv", b"id,logp,successes,trials\na,-1,,\nb,,1,4\n", 3),
-    ("mixed-kinds.parquet", _parquet([{"id": "a", "logp": -1.0, "successes": None, "trials": None},
-                                      {"id": "b", "logp": None, "successes": 1, "trials": 4}]), 2),
+    (
+        "mixed-kinds.parquet",
+        _parquet(
+            [
+                {"id": "a", "logp": -1.0, "successes": None, "trials": None},
+                {"id": "b", "logp": None, "successes": 1, "trials": 4},
+            ]
+        ),
+        2,
+    ),
 ]
 
 # -- stores: `rarecast export STORE`, `rarecast forecast STORE.db`, rarecast.store.load_scores ---------------
@@ -154,7 +167,7 @@ STORES: list[tuple[str, Content, int | None]] = [
     ("truncated.db", _truncated_store, None),
 ]
 
-# -- behavior YAML: `rarecast score --behavior`, rarecast.elicitation.behaviors.load_behavior ----------------------------
+# -- behavior YAML: `rarecast score --behavior`, rarecast.elicitation.behaviors.load_behavior ---------------------
 
 BEHAVIORS: list[tuple[str, Content, int | None]] = [
     ("empty.yaml", b"", None),
@@ -171,8 +184,11 @@ BEHAVIORS: list[tuple[str, Content, int | None]] = [
     ("inf-temperature.yaml", b"name: x\nkind: specific_output\ntargets: [Sure]\ntemperature: .inf\n", None),
     ("negative-k.yaml", b"name: x\nkind: sampled\nk: -5\ngrader: {kind: regex, pattern: Sure}\n", None),
     ("bad-regex.yaml", b"name: x\nkind: sampled\nk: 4\ngrader: {kind: regex, pattern: '(['}\n", None),
-    ("python-object.yaml", b"name: !!python/object/apply:os.system ['echo pwned > PWNED']\nkind: specific_output\n"
-                           b"targets: [Sure]\n", 1),
+    (
+        "python-object.yaml",
+        b"name: !!python/object/apply:os.system ['echo pwned > PWNED']\nkind: specific_output\ntargets: [Sure]\n",
+        1,
+    ),
 ]
 
 # -- experiment YAML: `rarecast run EXPERIMENT`, rarecast.experiment.load_experiment -------------------------
@@ -183,18 +199,26 @@ EXPERIMENTS: list[tuple[str, Content, int | None]] = [
     ("non-utf8.yaml", b"name: \xff\nqueries: q.jsonl\n", None),
     ("binary-garbage.yaml", GARBAGE, None),
     ("unknown-key.yaml", b"name: x\nqueries: q.jsonl\nbehaviour: b.yaml\n", None),
-    ("nan-n.yaml", b"name: x\nqueries: q.jsonl\nbehavior: {name: b, kind: specific_output, targets: [Sure]}\n"
-                   b"n: [.nan]\n", None),
-    ("negative-n.yaml", b"name: x\nqueries: q.jsonl\nbehavior: {name: b, kind: specific_output, targets: [Sure]}\n"
-                        b"n: [-1]\n", None),
-    ("level-out-of-range.yaml", b"name: x\nqueries: q.jsonl\nbehavior: {name: b, kind: specific_output, "
-                                b"targets: [Sure]}\nlevel: 1.5\n", None),
+    (
+        "nan-n.yaml",
+        b"name: x\nqueries: q.jsonl\nbehavior: {name: b, kind: specific_output, targets: [Sure]}\nn: [.nan]\n",
+        None,
+    ),
+    (
+        "negative-n.yaml",
+        b"name: x\nqueries: q.jsonl\nbehavior: {name: b, kind: specific_output, targets: [Sure]}\nn: [-1]\n",
+        None,
+    ),
+    (
+        "level-out-of-range.yaml",
+        b"name: x\nqueries: q.jsonl\nbehavior: {name: b, kind: specific_output, targets: [Sure]}\nlevel: 1.5\n",
+        None,
+    ),
     ("bad-inline-behavior.yaml", b"name: x\nqueries: q.jsonl\nbehavior: {name: b, kind: specific_output}\n", None),
     ("python-object.yaml", b"name: !!python/object/new:os.system ['echo pwned > PWNED']\nqueries: q.jsonl\n", 1),
 ]
 
-GROUPS = {"queries": QUERIES, "scores": SCORES, "stores": STORES, "behaviors": BEHAVIORS,
-          "experiments": EXPERIMENTS}
+GROUPS = {"queries": QUERIES, "scores": SCORES, "stores": STORES, "behaviors": BEHAVIORS, "experiments": EXPERIMENTS}
 
 
 def write_case(folder: Path, name: str, content: Content) -> Path:

@@ -8,7 +8,8 @@ when its prefix is used, so the HTTP backends never import torch and the hf back
 from __future__ import annotations
 
 import importlib
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from rarecast.backends.base import Backend, SamplingSettings
 from rarecast.errors import InputError

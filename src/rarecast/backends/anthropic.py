@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import os
 import warnings
-from typing import Any, Mapping, Sequence, TYPE_CHECKING
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -31,7 +32,7 @@ DEFAULT_BASE_URL = "https://api.anthropic.com"
 API_VERSION = "2023-06-01"
 
 
-def make_backend(spec: str, **opts: Any) -> "AnthropicBackend":
+def make_backend(spec: str, **opts: Any) -> AnthropicBackend:
     """Build an :class:`AnthropicBackend` from ``anthropic:<model>``; ``opts`` are its keyword options."""
     model = spec[len("anthropic:") :] if spec.startswith("anthropic:") else spec
     if not model:

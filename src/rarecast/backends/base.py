@@ -7,14 +7,14 @@ or sampled replies. Backends are chosen by a model string such as ``hf:smollm2``
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol, Sequence, TYPE_CHECKING, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
 
 if TYPE_CHECKING:  # backends take queries but never build them, so queries may import backends
     from rarecast.queries import Query
-
 
 
 @dataclass(frozen=True)

@@ -9,9 +9,10 @@ server's own ``/apply-template`` endpoint (llama.cpp's ``llama-server``).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable, Protocol, Sequence
+from typing import Any, Protocol
 
 import jinja2
 import jinja2.ext

@@ -24,10 +24,11 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence, TYPE_CHECKING
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -126,17 +127,22 @@ class PackedRow:
         """Whether any node extends something other than the position right before it."""
         return any(p != i - 1 for i, p in enumerate(self.parent))
 
-    def tail(self, start: int) -> "PackedRow":
+    def tail(self, start: int) -> PackedRow:
         """The row without its first ``start`` prompt tokens (which a KV cache already holds).
 
         Position ids stay absolute; parents and target positions are shifted to the shorter row. Every
         target must read a position at or after ``start``.
         """
         if not 0 <= start < self.prompt_len:
-            raise ValueError(f"a tail must keep at least the last prompt token (start {start}, prompt {self.prompt_len})")
+            raise ValueError(
+                f"a tail must keep at least the last prompt token (start {start}, prompt {self.prompt_len})"
+            )
         return PackedRow(
-            self.query_index, self.input_ids[start:], self.position_ids[start:],
-            [max(p - start, -1) for p in self.parent[start:]], self.prompt_len - start,
+            self.query_index,
+            self.input_ids[start:],
+            self.position_ids[start:],
+            [max(p - start, -1) for p in self.parent[start:]],
+            self.prompt_len - start,
             [(pos - start, tok, qi, ci) for pos, tok, qi, ci in self.targets],
         )
 
@@ -391,7 +397,12 @@ class HFBackend:
         return pack_row(index, prompt_ids, conts)
 
     def _score_batch(
-        self, batch: list[PackedRow], temperature: float, out: np.ndarray, *, cache=None,
+        self,
+        batch: list[PackedRow],
+        temperature: float,
+        out: np.ndarray,
+        *,
+        cache=None,
         prefix_lens: Sequence[int] = (),
     ) -> None:
         """Score one batch into ``out``; with ``cache``, row ``b`` continues a cached prefix of
@@ -609,8 +620,9 @@ def _load_pretrained(spec: str, device: str):
         model = AutoModelForCausalLM.from_pretrained(spec, dtype="float32", local_files_only=True).to(device)
     except (OSError, ValueError) as exc:  # transformers raises ValueError for a folder it cannot read as a model
         if Path(spec).exists():
-            raise InputError(f"cannot load hf model {spec!r} (a folder needs config.json, tokenizer files and "
-                             f"weights): {exc}") from exc
+            raise InputError(
+                f"cannot load hf model {spec!r} (a folder needs config.json, tokenizer files and weights): {exc}"
+            ) from exc
         raise InputError(
             f"hf model {spec!r} is not found locally (neither a folder nor in the Hugging Face cache; rarecast "
             "does not download models). The embedded model is hf:smollm2; for another, point at a local folder "

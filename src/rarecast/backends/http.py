@@ -21,9 +21,10 @@ import os
 import random
 import threading
 import time
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Sequence, TypeVar
+from typing import Any, TypeVar
 
 import httpx
 
@@ -58,7 +59,7 @@ class QueryError(BackendError):
         prefix = f"query {query_id}: " if query_id is not None else ""
         super().__init__(prefix + message)
 
-    def for_query(self, query_id: str) -> "QueryError":
+    def for_query(self, query_id: str) -> QueryError:
         """The same error, naming the query it belongs to."""
         return QueryError(self.message, query_id=query_id, status=self.status)
 

@@ -15,7 +15,8 @@ that do not add up, fail the query instead of giving a wrong number. Sampling us
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping, Sequence, TYPE_CHECKING
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -39,7 +40,7 @@ LOGPROB_MODES = ("echo", "prompt_logprobs")
 _GENERATION_DRAWS = 4
 
 
-def make_backend(spec: str, **opts: Any) -> "OpenAIBackend":
+def make_backend(spec: str, **opts: Any) -> OpenAIBackend:
     """Build an :class:`OpenAIBackend` from ``openai:<base url>/<model>``; ``opts`` are its keyword options."""
     base_url, model = parse_spec(spec)
     return OpenAIBackend(base_url, opts.pop("model", model), **opts)

@@ -51,10 +51,14 @@ class PrefixStates:
         starts = torch.tensor([self.lengths[p] for p in prefixes], device=rows.device)
         columns = int(starts.max()) + width
         index = (starts[:, None] + torch.arange(width, device=rows.device))[:, None, :, None]
-        return Cache(layers=[
-            RaggedPrefixLayer(k.index_select(0, rows)[:, :, :columns], v.index_select(0, rows)[:, :, :columns], index)
-            for k, v in zip(self.keys, self.values)
-        ])
+        return Cache(
+            layers=[
+                RaggedPrefixLayer(
+                    k.index_select(0, rows)[:, :, :columns], v.index_select(0, rows)[:, :, :columns], index
+                )
+                for k, v in zip(self.keys, self.values)
+            ]
+        )
 
 
 class RaggedPrefixLayer(DynamicLayer):

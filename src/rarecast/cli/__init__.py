@@ -46,10 +46,17 @@ def main() -> None:
 
 def register_commands() -> None:
     """Import the command modules, which register themselves on :data:`app`."""
-    from rarecast.cli import forecast  # noqa: F401
-    from rarecast.cli import importers  # noqa: F401
-    from rarecast.cli import allocate, backtest, export, score  # noqa: F401
-    from rarecast.cli import queries, report, run  # noqa: F401
+    from rarecast.cli import (  # noqa: F401  # noqa: F401
+        allocate,
+        backtest,
+        export,
+        forecast,  # noqa: F401
+        importers,  # noqa: F401
+        queries,
+        report,
+        run,
+        score,
+    )
 
 
 def _fail(message: str, status: int = 2) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -14,8 +13,8 @@ from rarecast.cli import app
 def export_command(
     store: Path = typer.Argument(..., help="SQLite results store written by `rarecast score`."),
     out: Path = typer.Option(..., "--out", "-o", help="Output file: .jsonl or .parquet."),
-    behavior: Optional[str] = typer.Option(None, "--behavior", help="Behavior name or id, if the store holds several."),
-    model: Optional[str] = typer.Option(None, "--model", help="Model string, if the store holds several."),
+    behavior: str | None = typer.Option(None, "--behavior", help="Behavior name or id, if the store holds several."),
+    model: str | None = typer.Option(None, "--model", help="Model string, if the store holds several."),
 ) -> None:
     """Export STORE to OUT: query_id, logp (or successes and trials), and provenance per row."""
     from rarecast.store import open_existing

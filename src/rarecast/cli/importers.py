@@ -8,15 +8,18 @@ named ``<OUT stem>.<run>.<suffix>``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import List, Optional, Sequence
 
 import typer
 
 from rarecast.cli import app
 
-import_app = typer.Typer(no_args_is_help=True, add_completion=False,
-                         help="Import scores from inspect_ai, garak or lm-evaluation-harness logs.")
+import_app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    help="Import scores from inspect_ai, garak or lm-evaluation-harness logs.",
+)
 app.add_typer(import_app, name="import")
 
 _OUT = typer.Option(..., "--out", "-o", help="Output score table: .jsonl or .parquet.")
@@ -24,11 +27,12 @@ _OUT = typer.Option(..., "--out", "-o", help="Output score table: .jsonl or .par
 
 @import_app.command("inspect")
 def inspect_command(
-    logs: List[Path] = typer.Argument(..., help="inspect .eval or .json logs; logs of one task and model pool."),
+    logs: list[Path] = typer.Argument(..., help="inspect .eval or .json logs; logs of one task and model pool."),
     out: Path = _OUT,
-    scorer: Optional[str] = typer.Option(None, "--scorer", help="Scorer to read when samples hold several."),
-    success: Optional[List[str]] = typer.Option(
-        None, "--success", help="Score value that counts as a success (repeatable); default C, true, 1."),
+    scorer: str | None = typer.Option(None, "--scorer", help="Scorer to read when samples hold several."),
+    success: list[str] | None = typer.Option(
+        None, "--success", help="Score value that counts as a success (repeatable); default C, true, 1."
+    ),
 ) -> None:
     """Import inspect logs: epochs of a sample become trials; exact log-probabilities stay exact."""
     from rarecast.integrations.inspect import read_inspect_logs
@@ -41,8 +45,8 @@ def garak_command(
     report: Path = typer.Argument(..., help="garak report (*.report.jsonl)."),
     out: Path = _OUT,
     threshold: float = typer.Option(0.5, "--threshold", help="Detector score at or above which an output is a hit."),
-    probe: Optional[str] = typer.Option(None, "--probe", help="Only this probe (e.g. dan.Dan_11_0)."),
-    detector: Optional[str] = typer.Option(None, "--detector", help="Only this detector."),
+    probe: str | None = typer.Option(None, "--probe", help="Only this probe (e.g. dan.Dan_11_0)."),
+    detector: str | None = typer.Option(None, "--detector", help="Only this detector."),
 ) -> None:
     """Import a garak report: per attempt, hits of generations; one run per probe and detector."""
     from rarecast.integrations.garak import read_garak_report
@@ -52,13 +56,15 @@ def garak_command(
 
 @import_app.command("lm-eval")
 def lm_eval_command(
-    samples: List[Path] = typer.Argument(..., help="lm-evaluation-harness samples_*.jsonl (--log_samples)."),
+    samples: list[Path] = typer.Argument(..., help="lm-evaluation-harness samples_*.jsonl (--log_samples)."),
     out: Path = _OUT,
-    choice: Optional[str] = typer.Option(
-        None, "--choice", help="Multiple choice: the option index (0-based) or 'target'; needed when docs have several."),
+    choice: str | None = typer.Option(
+        None, "--choice", help="Multiple choice: the option index (0-based) or 'target'; needed when docs have several."
+    ),
     renormalize: bool = typer.Option(
-        True, "--renormalize/--no-renormalize", help="Multiple choice: probability among the options only."),
-    model: Optional[str] = typer.Option(None, "--model", help="Model name, when no results_*.json lies beside."),
+        True, "--renormalize/--no-renormalize", help="Multiple choice: probability among the options only."
+    ),
+    model: str | None = typer.Option(None, "--model", help="Model name, when no results_*.json lies beside."),
 ) -> None:
     """Import lm-eval log-likelihood samples as exact log-probabilities."""
     from rarecast.integrations.lm_eval import read_lm_eval_samples

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.console import Console
@@ -18,8 +17,8 @@ app.add_typer(queries_app, name="queries")
 def build_command(
     spec: Path = typer.Argument(..., help="Query spec YAML: templates with {slots} and filler lists."),
     out: Path = typer.Option(..., "--out", "-o", help="Output JSONL."),
-    seed: Optional[int] = typer.Option(None, "--seed", help="Override the spec's sampling seed."),
-    max_queries: Optional[int] = typer.Option(None, "--max-queries", help="Override the spec's max_queries."),
+    seed: int | None = typer.Option(None, "--seed", help="Override the spec's sampling seed."),
+    max_queries: int | None = typer.Option(None, "--max-queries", help="Override the spec's max_queries."),
 ) -> None:
     """Render every combination (or a seeded sample), drop duplicates, write JSONL with stable ids."""
     import dataclasses
@@ -35,7 +34,10 @@ def build_command(
     write_queries(queries, out)
     Console(stderr=True).print(
         f"{spec}: {report.possible:,} combinations possible, {report.drawn:,} drawn (seed {report.seed}), "
-        f"{report.duplicates:,} duplicates removed, {report.kept:,} kept -> {out}", highlight=False, soft_wrap=True)
+        f"{report.duplicates:,} duplicates removed, {report.kept:,} kept -> {out}",
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
 @queries_app.command("generate")
@@ -44,7 +46,7 @@ def generate_command(
     instruction: str = typer.Option(..., "--instruction", "-i", help="What the generator is asked."),
     n: int = typer.Option(..., "-n", help="How many distinct queries the output should hold."),
     out: Path = typer.Option(..., "--out", "-o", help="Output JSONL (appended to; a rerun resumes)."),
-    system: Optional[str] = typer.Option(None, "--system", help="System prompt put before each query."),
+    system: str | None = typer.Option(None, "--system", help="System prompt put before each query."),
     temperature: float = typer.Option(1.0, "--temperature", help="Sampling temperature of the generator."),
     max_tokens: int = typer.Option(96, "--max-tokens", help="Longest generated query, in tokens."),
     seed: int = typer.Option(0, "--seed", help="Sampling seed."),
@@ -54,11 +56,22 @@ def generate_command(
     """Have a model write queries; duplicates are dropped and a rerun only adds what is missing."""
     from rarecast.queries.generation import GenerationRequest, generate_queries
 
-    request = GenerationRequest.from_dict(dict(
-        generator=generator, instruction=instruction, n=n, system=system, temperature=temperature,
-        max_tokens=max_tokens, seed=seed, per_round=per_round, max_rounds=max_rounds))
+    request = GenerationRequest.from_dict(
+        dict(
+            generator=generator,
+            instruction=instruction,
+            n=n,
+            system=system,
+            temperature=temperature,
+            max_tokens=max_tokens,
+            seed=seed,
+            per_round=per_round,
+            max_rounds=max_rounds,
+        )
+    )
     report = generate_queries(request, out)
     Console(stderr=True).print(
         f"{out}: {report.existing + report.added} queries ({report.existing} already there, {report.added} new); "
         f"{report.sampled} replies sampled, {report.duplicates} duplicates and {report.empty} empty dropped",
-        highlight=False)
+        highlight=False,
+    )

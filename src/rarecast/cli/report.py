@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Optional
 
 import typer
 from rich.console import Console
@@ -15,28 +14,34 @@ from rarecast.cli import app
 def report_command(
     scores: Path = typer.Argument(..., help="A results store (.db) or a score table (.jsonl/.csv/.parquet)."),
     out: Path = typer.Option(Path("report.html"), "--out", "-o", help="HTML file; PNG plots go beside it."),
-    n: List[float] = typer.Option([], "--n", help="Deployment size (repeatable); default 1e4, 1e6, 1e9."),
-    tau: List[float] = typer.Option([], "--tau", help="Behavior-frequency threshold (repeatable); default 0.5."),
-    method: Optional[str] = typer.Option(None, "--method", help="Tail estimator (default by score kind)."),
+    n: list[float] = typer.Option([], "--n", help="Deployment size (repeatable); default 1e4, 1e6, 1e9."),
+    tau: list[float] = typer.Option([], "--tau", help="Behavior-frequency threshold (repeatable); default 0.5."),
+    method: str | None = typer.Option(None, "--method", help="Tail estimator (default by score kind)."),
     level: float = typer.Option(0.9, "--level", help="Interval level."),
-    queries: Optional[Path] = typer.Option(None, "--queries", help="Query file with the texts to show."),
-    model: Optional[str] = typer.Option(None, "--model", help="With a store: which model's scores."),
-    behavior: Optional[str] = typer.Option(None, "--behavior", help="With a store: which behavior's scores."),
+    queries: Path | None = typer.Option(None, "--queries", help="Query file with the texts to show."),
+    model: str | None = typer.Option(None, "--model", help="With a store: which model's scores."),
+    behavior: str | None = typer.Option(None, "--behavior", help="With a store: which behavior's scores."),
 ) -> None:
     """Fit, forecast and write a self-contained HTML report (the forecast table is printed too)."""
-    from rarecast.report.console import print_forecast
     from rarecast.forecasting.fit import DEFAULT_N, DEFAULT_TAU, forecast_result
     from rarecast.queries import load_queries
-    from rarecast.store.archive import load_query_texts
     from rarecast.report import write_report
+    from rarecast.report.console import print_forecast
+    from rarecast.store.archive import load_query_texts
     from rarecast.store.score_files import read_scores
 
     data, provenance = read_scores(scores, model=model, behavior=behavior)
     texts = load_query_texts(scores) if scores.suffix.lower() == ".db" else {}
     if queries is not None:
         texts.update({q.id: q for q in load_queries(queries)})
-    fit, result = forecast_result(data, {**provenance, "source": str(scores)}, n=n or DEFAULT_N,
-                                  tau=tau or DEFAULT_TAU, method=method, level=level)
+    fit, result = forecast_result(
+        data,
+        {**provenance, "source": str(scores)},
+        n=n or DEFAULT_N,
+        tau=tau or DEFAULT_TAU,
+        method=method,
+        level=level,
+    )
     html, plots = write_report(fit, result, texts, out)
     console = Console()
     print_forecast(result, console)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.console import Console
@@ -14,16 +13,19 @@ from rarecast.cli import app
 @app.command("run")
 def run_command(
     experiment: Path = typer.Argument(..., help="Experiment YAML: queries, model, behavior, n, tau, out."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output folder (overrides the file's 'out')."),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Output folder (overrides the file's 'out')."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
-    max_failures: Optional[str] = typer.Option(
-        None, "--max-failures", help="Failed queries the run tolerates: a count (5) or a fraction of the queries "
+    max_failures: str | None = typer.Option(
+        None,
+        "--max-failures",
+        help="Failed queries the run tolerates: a count (5) or a fraction of the queries "
         "(0.1); more, and the run exits with status 1 before forecasting. Default: the file's max_failures, "
-        "else fail only when every query failed."),
+        "else fail only when every query failed.",
+    ),
 ) -> None:
     """Score the experiment's queries (resumably), forecast at its deployment sizes, write the report."""
-    from rarecast.experiment import run_experiment
     from rarecast.elicitation.scoring import FailureLimit
+    from rarecast.experiment import run_experiment
 
     limit = FailureLimit.parse(max_failures, name="--max-failures") if max_failures is not None else None
     run_experiment(experiment, out=out, progress=progress, console=Console(), max_failures=limit)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -17,37 +16,45 @@ def score_command(
     behavior: Path = typer.Option(..., "--behavior", "-b", help="Behavior YAML file."),
     store: Path = typer.Option(..., "--store", "-s", help="SQLite results store (created if missing)."),
     dtype: str = typer.Option("fp32", "--dtype", help="hf backend precision: fp32 (exact) or bf16 (faster)."),
-    batch_tokens: Optional[int] = typer.Option(
+    batch_tokens: int | None = typer.Option(
         None, "--batch-tokens", help="Token budget per forward pass (hf default: 2048 on a CPU, 16384 on CUDA)."
     ),
-    chunk_size: Optional[int] = typer.Option(None, "--chunk-size", help="Queries per committed chunk."),
-    device: Optional[str] = typer.Option(None, "--device", help="hf backend device: cpu or cuda."),
-    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a live progress bar; the "
-                                  "end-of-run summary is printed either way."),
+    chunk_size: int | None = typer.Option(None, "--chunk-size", help="Queries per committed chunk."),
+    device: str | None = typer.Option(None, "--device", help="hf backend device: cpu or cuda."),
+    progress: bool = typer.Option(
+        True, "--progress/--no-progress", help="Show a live progress bar; the end-of-run summary is printed either way."
+    ),
     engine: str = typer.Option("local", "--engine", help="local (this process) or ray (Ray Data actors)."),
-    address: Optional[str] = typer.Option(None, "--address", help="Ray cluster address; default: a local Ray."),
+    address: str | None = typer.Option(None, "--address", help="Ray cluster address; default: a local Ray."),
     workers: int = typer.Option(2, "--workers", help="Ray scorer actors (one model each)."),
     gpus_per_worker: float = typer.Option(0.0, "--gpus-per-worker", help="GPUs per Ray actor."),
     cpus_per_worker: int = typer.Option(1, "--cpus-per-worker", help="CPUs (torch threads) per Ray actor."),
-    adaptive: bool = typer.Option(False, "--adaptive", help="Sampled behaviors: sample in rounds and stop "
-                                  "queries that cannot reach the tail; the behavior's k is the per-query cap."),
+    adaptive: bool = typer.Option(
+        False,
+        "--adaptive",
+        help="Sampled behaviors: sample in rounds and stop "
+        "queries that cannot reach the tail; the behavior's k is the per-query cap.",
+    ),
     adaptive_first: int = typer.Option(10, "--adaptive-first", help="Samples per query in the first round."),
     adaptive_confidence: float = typer.Option(0.9, "--adaptive-confidence", help="One-sided bound level."),
-    max_failures: Optional[str] = typer.Option(
-        None, "--max-failures", help="Failed queries the run tolerates: a count (5) or a fraction of the queries "
+    max_failures: str | None = typer.Option(
+        None,
+        "--max-failures",
+        help="Failed queries the run tolerates: a count (5) or a fraction of the queries "
         "(0.1). More, and the run exits with status 1 (what was scored stays stored). Default: fail only when "
-        "every query failed."),
+        "every query failed.",
+    ),
 ) -> None:
     """Score QUERIES with MODEL for BEHAVIOR into STORE; a rerun skips rows already stored.
 
     Queries that fail are recorded in the store's failures table and named in the end-of-run summary (the most
     common reason, with its count); a rerun tries them again.
     """
-    from rarecast.elicitation.behaviors import load_behavior
     from rarecast.backends import get_backend
+    from rarecast.elicitation.behaviors import load_behavior
+    from rarecast.elicitation.scoring import FailureLimit, score
     from rarecast.errors import InputError
     from rarecast.queries import load_queries
-    from rarecast.elicitation.scoring import FailureLimit, score
     from rarecast.store import Store, check_store_file
 
     # Read and check every input before touching the store or loading a model: bad input writes nothing.
@@ -73,8 +80,20 @@ def score_command(
         from rarecast.elicitation.ray_engine import score_ray
 
         with Store(store) as st:
-            score_ray(qs, model, opts, beh, st, address=address, workers=workers, gpus_per_worker=gpus_per_worker,
-                      cpus_per_worker=cpus_per_worker, chunk_size=chunk_size, progress=progress, max_failures=limit)
+            score_ray(
+                qs,
+                model,
+                opts,
+                beh,
+                st,
+                address=address,
+                workers=workers,
+                gpus_per_worker=gpus_per_worker,
+                cpus_per_worker=cpus_per_worker,
+                chunk_size=chunk_size,
+                progress=progress,
+                max_failures=limit,
+            )
         return
     backend = get_backend(model, **opts)
     with Store(store) as st:
@@ -84,8 +103,17 @@ def score_command(
             score_adaptive(qs, backend, beh, st, plan, chunk_size=chunk_size or 8, report=True, max_failures=limit)
         else:
             # --no-progress hides the bar only: the end-of-run summary is printed either way
-            score(qs, backend, beh, st, batch_tokens=batch_tokens, chunk_size=chunk_size, progress=progress,
-                  report=True, max_failures=limit)
+            score(
+                qs,
+                backend,
+                beh,
+                st,
+                batch_tokens=batch_tokens,
+                chunk_size=chunk_size,
+                progress=progress,
+                report=True,
+                max_failures=limit,
+            )
 
 
 def _adaptive_plan(behavior, first: int, confidence: float):

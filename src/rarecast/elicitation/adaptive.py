@@ -1,7 +1,7 @@
 """Adaptive sampling for sampled behaviors: spend samples on the queries that can reach the tail.
 
-A sampled behavior costs k generations per query, yet the tail fit (rarecast.forecasting.tail.binomial) only resolves the
-top points: those above its threshold u, which sits at about the (k_tail + 1)-th largest p. Everything below u
+A sampled behavior costs k generations per query, yet the tail fit (rarecast.forecasting.tail.binomial) only resolves
+the top points: those above its threshold u, which sits at about the (k_tail + 1)-th largest p. Everything below u
 is absorbed by free body weights, so a query known to lie below the threshold needs no more samples.
 
 Rounds: every query starts with ``first`` samples; after each round a query keeps sampling (its total grows
@@ -25,16 +25,23 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
-from typing import Callable, Sequence
 
 import numpy as np
 from scipy import stats
 
+from rarecast.elicitation.scoring import (
+    FailureLimit,
+    FailureTally,
+    ScoreSummary,
+    check_failures,
+    measure_chunk,
+    print_summary,
+)
 from rarecast.errors import InputError
-from rarecast.queries import Query
-from rarecast.elicitation.scoring import FailureLimit, FailureTally, ScoreSummary, check_failures, measure_chunk, print_summary
 from rarecast.forecasting.tail.base import resolve_k
+from rarecast.queries import Query
 
 # draw(indices, successes_so_far, trials_so_far, new_trials) -> successes among the new trials, one per index;
 # FAILED (negative) for a query whose draw failed
@@ -132,8 +139,7 @@ def sample_adaptively(s: np.ndarray, n: np.ndarray, draw: Draw, plan: AdaptivePl
 
 def adaptive_key(backend, behavior, plan: AdaptivePlan):
     """The store key of an adaptive run: the behavior's key with the plan in its decoding settings."""
-    from rarecast.elicitation.behaviors import canonical_json, settings_hash
-    from rarecast.elicitation.behaviors import run_key
+    from rarecast.elicitation.behaviors import canonical_json, run_key, settings_hash
 
     base = run_key(backend, behavior)
     decoding = {**json.loads(base.settings_json), "adaptive": plan.spec()}
@@ -160,9 +166,17 @@ class AdaptiveResult:
         return iter((self.successes, self.trials))
 
 
-def score_adaptive(queries: Sequence[Query], backend, behavior, store, plan: AdaptivePlan, *,
-                   chunk_size: int = 8, report: bool = False,
-                   max_failures: FailureLimit | int | float | str | None = None) -> AdaptiveResult:
+def score_adaptive(
+    queries: Sequence[Query],
+    backend,
+    behavior,
+    store,
+    plan: AdaptivePlan,
+    *,
+    chunk_size: int = 8,
+    report: bool = False,
+    max_failures: FailureLimit | int | float | str | None = None,
+) -> AdaptiveResult:
     """Adaptive sampling of ``behavior`` (kind ``sampled``) on ``queries``, resumable through ``store``.
 
     Each chunk of a round is committed with the queries' cumulative counts, so a killed run keeps them and a
@@ -196,9 +210,15 @@ def score_adaptive(queries: Sequence[Query], backend, behavior, store, plan: Ada
 
     s, n = sample_adaptively(s, n, draw, plan)
     scored = len(drawn - failures.reasons.keys())
-    summary = ScoreSummary(total=len(queries), skipped=len(queries) - scored - len(failures), scored=scored,
-                           failed=len(failures), seconds=time.perf_counter() - start_time, tokens=None,
-                           reasons=failures.most_common())
+    summary = ScoreSummary(
+        total=len(queries),
+        skipped=len(queries) - scored - len(failures),
+        scored=scored,
+        failed=len(failures),
+        seconds=time.perf_counter() - start_time,
+        tokens=None,
+        reasons=failures.most_common(),
+    )
     if report:
         print_summary(summary, key, store)
     check_failures(summary, limit)
@@ -233,4 +253,3 @@ def _counts(successes: int, trials: int):
     from rarecast.elicitation.behaviors import Outcome
 
     return Outcome(successes=int(successes), trials=int(trials))
-

@@ -16,18 +16,19 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
 from rarecast.backends.base import Backend, SamplingSettings
-from rarecast.errors import InputError
-from rarecast.store import RunKey
 from rarecast.elicitation.graders import Grader, make_grader
-from rarecast.queries import Query
+from rarecast.errors import InputError
 from rarecast.files import read_yaml_mapping
+from rarecast.queries import Query
+from rarecast.store import RunKey
 
 
 @dataclass(frozen=True)
@@ -133,8 +134,12 @@ def _check_prefix_free(targets: Sequence[str]) -> None:
 
 
 def _check_temperature(t: float, allow_zero: bool = False) -> None:
-    ok = isinstance(t, (int, float)) and not isinstance(t, bool) and math.isfinite(t) and (
-        t >= 0 if allow_zero else t > 0)
+    ok = (
+        isinstance(t, (int, float))
+        and not isinstance(t, bool)
+        and math.isfinite(t)
+        and (t >= 0 if allow_zero else t > 0)
+    )
     if not ok:
         raise InputError(f"temperature must be a finite number {'>=' if allow_zero else '>'} 0, got {t!r}")
 
@@ -211,8 +216,11 @@ class MultipleChoice(BehaviorBase):
         return [
             Outcome(
                 logp=float(min(chosen[i, col], 0.0)),
-                details={"renormalized": self.renormalize, "option_mass": float(mass[i]),
-                         "option_logp": dict(zip(self.options, map(float, raw[i])))},
+                details={
+                    "renormalized": self.renormalize,
+                    "option_mass": float(mass[i]),
+                    "option_logp": dict(zip(self.options, map(float, raw[i]))),
+                },
             )
             for i in range(len(queries))
         ]
@@ -224,8 +232,11 @@ class MultipleChoice(BehaviorBase):
         if query.prompt is not None:
             return Query(id=query.id, prompt=f"{query.prompt}\n\n{listing}", metadata=query.metadata)
         msgs = [dict(m) for m in query.messages or ()]
-        last = max(i for i, m in enumerate(msgs) if m["role"] == "user") if any(
-            m["role"] == "user" for m in msgs) else len(msgs) - 1
+        last = (
+            max(i for i, m in enumerate(msgs) if m["role"] == "user")
+            if any(m["role"] == "user" for m in msgs)
+            else len(msgs) - 1
+        )
         msgs[last]["content"] = f"{msgs[last]['content']}\n\n{listing}"
         return Query(id=query.id, messages=tuple(msgs), metadata=query.metadata)
 
@@ -278,8 +289,7 @@ Behavior = SpecificOutput | MultipleChoice | Sampled
 KINDS = {"specific_output": SpecificOutput, "multiple_choice": MultipleChoice, "sampled": Sampled}
 _FIELDS = {
     "specific_output": {"targets", "temperature"},
-    "multiple_choice": {"options", "behavior_option", "renormalize", "answer_prefix", "append_options",
-                        "temperature"},
+    "multiple_choice": {"options", "behavior_option", "renormalize", "answer_prefix", "append_options", "temperature"},
     "sampled": {"k", "grader", "temperature", "top_p", "max_tokens", "seed"},
 }
 

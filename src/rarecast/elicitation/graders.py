@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import importlib
 import re
-from typing import Any, Callable, Mapping, Protocol, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol
 
 from rarecast.errors import InputError
 from rarecast.queries import Query
@@ -82,8 +83,14 @@ class ModelJudge:
     that give no log-probabilities. The backend is built on first use, or passed in as ``backend``.
     """
 
-    def __init__(self, model: str, rubric: str, method: str = "logprob", template: str = DEFAULT_JUDGE_TEMPLATE,
-                 backend: Any = None):
+    def __init__(
+        self,
+        model: str,
+        rubric: str,
+        method: str = "logprob",
+        template: str = DEFAULT_JUDGE_TEMPLATE,
+        backend: Any = None,
+    ):
         if not isinstance(rubric, str) or not rubric.strip():
             raise InputError("model grader needs a 'rubric' describing the behavior")
         if method not in ("logprob", "sample"):
@@ -113,14 +120,22 @@ class ModelJudge:
         return [a[0].strip().upper().startswith("YES") for a in answers]
 
     def _ask(self, reply: str, query: Query, i: int) -> Query:
-        asked = query.prompt if query.prompt is not None else "\n".join(
-            f"{m['role']}: {m['content']}" for m in query.messages or ())
+        asked = (
+            query.prompt
+            if query.prompt is not None
+            else "\n".join(f"{m['role']}: {m['content']}" for m in query.messages or ())
+        )
         text = self.template.format(rubric=self.rubric, query=asked, reply=reply)
         return Query(id=f"judge-{i}", messages=({"role": "user", "content": text},))
 
     def spec(self) -> dict[str, Any]:
-        return {"kind": "model", "model": self.model, "rubric": self.rubric, "method": self.method,
-                "template": self.template}
+        return {
+            "kind": "model",
+            "model": self.model,
+            "rubric": self.rubric,
+            "method": self.method,
+            "template": self.template,
+        }
 
 
 _CALLABLE = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*$")

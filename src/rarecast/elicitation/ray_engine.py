@@ -14,12 +14,21 @@ from __future__ import annotations
 import json
 import os
 import time
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
+from rarecast.elicitation.scoring import (
+    FailureLimit,
+    FailureTally,
+    Progress,
+    ScoreSummary,
+    check_failures,
+    default_chunk_size,
+    measure_chunk,
+    print_summary,
+)
 from rarecast.errors import InputError
 from rarecast.queries import Query
-from rarecast.elicitation.scoring import (FailureLimit, FailureTally, Progress, ScoreSummary, check_failures, default_chunk_size,
-                              measure_chunk, print_summary)
 from rarecast.store import RunKey, Store
 
 
@@ -57,8 +66,7 @@ class Scorer:
 
 
 def _outcome_dict(outcome) -> dict[str, Any]:
-    return {"logp": outcome.logp, "successes": outcome.successes, "trials": outcome.trials,
-            "details": outcome.details}
+    return {"logp": outcome.logp, "successes": outcome.successes, "trials": outcome.trials, "details": outcome.details}
 
 
 def _run_key(model: str, backend_opts: dict, behavior) -> RunKey:
@@ -121,15 +129,22 @@ def score_ray(
     scored, failures = 0, FailureTally()
     reporter = Progress(len(queries), len(queries) - len(todo), None, enabled=progress)
     with reporter:
-        for ok, bad in _chunks_from_actors(todo, model, backend_opts, behavior, workers, resources,
-                                           chunk_size or default_chunk_size(behavior)):
+        for ok, bad in _chunks_from_actors(
+            todo, model, backend_opts, behavior, workers, resources, chunk_size or default_chunk_size(behavior)
+        ):
             store.write(key, ok, bad)
             scored += len(ok)
             failures.add(bad)
             reporter.advance(len(ok) + len(bad))
-    summary = ScoreSummary(total=len(queries), skipped=len(queries) - len(todo), scored=scored,
-                           failed=len(failures), seconds=time.perf_counter() - start, tokens=None,
-                           reasons=failures.most_common())
+    summary = ScoreSummary(
+        total=len(queries),
+        skipped=len(queries) - len(todo),
+        scored=scored,
+        failed=len(failures),
+        seconds=time.perf_counter() - start,
+        tokens=None,
+        reasons=failures.most_common(),
+    )
     print_summary(summary, key, store)  # the end-of-run summary shows with or without the live bar
     check_failures(summary, limit)
     return summary
@@ -145,9 +160,16 @@ def _chunks_from_actors(todo, model, backend_opts, behavior, workers, resources,
         return
     ds = ray.data.from_items([query_record(q) for q in todo], override_num_blocks=max(1, len(todo) // chunk_size))
     scored = ds.map_batches(
-        Scorer, batch_size=chunk_size, concurrency=workers, **resources,
-        fn_constructor_kwargs={"model": model, "backend_opts": backend_opts, "behavior": behavior,
-                               "threads": resources["num_cpus"]},
+        Scorer,
+        batch_size=chunk_size,
+        concurrency=workers,
+        **resources,
+        fn_constructor_kwargs={
+            "model": model,
+            "backend_opts": backend_opts,
+            "behavior": behavior,
+            "threads": resources["num_cpus"],
+        },
     )
     for batch in scored.iter_batches(batch_size=None, batch_format="numpy"):
         ok, bad = [], []

@@ -18,15 +18,15 @@ import math
 import re
 import time
 from collections import Counter
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Sequence
 
 from rarecast.backends.base import Backend
 from rarecast.backends.http import PartialResults
+from rarecast.elicitation.behaviors import run_key
 from rarecast.errors import InputError, RunFailed
 from rarecast.queries import Query
 from rarecast.store import RunKey, Store
-from rarecast.elicitation.behaviors import run_key
 
 
 @dataclass(frozen=True)
@@ -46,8 +46,9 @@ class FailureLimit:
     def __post_init__(self):
         if self.count is not None and self.fraction is not None:
             raise InputError("a failure limit is a count or a fraction, not both")
-        if self.count is not None and (isinstance(self.count, bool) or not isinstance(self.count, int)
-                                       or self.count < 0):
+        if self.count is not None and (
+            isinstance(self.count, bool) or not isinstance(self.count, int) or self.count < 0
+        ):
             raise InputError(f"max failures must be a count >= 0, got {self.count!r}")
         if self.fraction is not None and not 0 <= self.fraction <= 1:
             raise InputError(f"max failures as a fraction must lie in [0, 1], got {self.fraction!r}")
@@ -154,8 +155,11 @@ def check_failures(summary: ScoreSummary, limit: FailureLimit | int | float | st
     than ``limit`` allows (see :class:`FailureLimit`; default: every query failed)."""
     limit = FailureLimit.parse(limit)
     if limit.exceeded(summary.failed, summary.total):
-        raise RunFailed(f"{summary.failure_line(limit)}; the store's failures table lists each query",
-                        failed=summary.failed, total=summary.total)
+        raise RunFailed(
+            f"{summary.failure_line(limit)}; the store's failures table lists each query",
+            failed=summary.failed,
+            total=summary.total,
+        )
 
 
 def default_chunk_size(behavior) -> int:
@@ -208,7 +212,10 @@ def score(
             reporter.advance(len(chunk))
     tokens1 = getattr(backend, "tokens_processed", None)
     summary = ScoreSummary(
-        total=len(queries), skipped=len(queries) - len(todo), scored=scored, failed=len(failures),
+        total=len(queries),
+        skipped=len(queries) - len(todo),
+        scored=scored,
+        failed=len(failures),
         seconds=time.perf_counter() - start,
         tokens=None if tokens0 is None or tokens1 is None else int(tokens1 - tokens0),
         reasons=failures.most_common(),
@@ -277,8 +284,14 @@ class Progress:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
             self.bar = Progress(
-                TextColumn("scoring"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
-                TextColumn("ETA"), TimeRemainingColumn(), console=Console(stderr=True), transient=False,
+                TextColumn("scoring"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[rate]}"),
+                TextColumn("ETA"),
+                TimeRemainingColumn(),
+                console=Console(stderr=True),
+                transient=False,
             )
             self.task = self.bar.add_task("score", total=total, completed=done, rate="")
 
@@ -323,5 +336,13 @@ def print_summary(summary: ScoreSummary, key: RunKey, store: Store) -> None:
         console.print(line, soft_wrap=True, highlight=False, markup=False)
 
 
-__all__ = ["FailureLimit", "FailureTally", "Progress", "ScoreSummary", "check_failures", "measure_chunk", "score",
-           "run_key"]
+__all__ = [
+    "FailureLimit",
+    "FailureTally",
+    "Progress",
+    "ScoreSummary",
+    "check_failures",
+    "measure_chunk",
+    "score",
+    "run_key",
+]

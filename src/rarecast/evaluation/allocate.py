@@ -17,8 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rarecast.evaluation.backtest import TrialFits, draw_splits, mean_or_nan
 from rarecast.errors import InputError
+from rarecast.evaluation.backtest import TrialFits, draw_splits, mean_or_nan
 from rarecast.forecasting.fit import fit_tail
 from rarecast.scores import Scores
 
@@ -33,8 +33,9 @@ class Generator:
 
     def __post_init__(self):
         if not (np.isfinite(self.cost) and self.cost > 0):
-            raise InputError(f"generator {self.name!r}: the cost per query must be a positive number, "
-                             f"got {self.cost!r}")
+            raise InputError(
+                f"generator {self.name!r}: the cost per query must be a positive number, got {self.cost!r}"
+            )
 
 
 @dataclass(frozen=True)
@@ -61,12 +62,25 @@ class Allocation:
 
     def to_dict(self) -> dict:
         """The allocation as plain data (the CLI's JSON)."""
-        return {"budget": self.budget, "tau": self.tau, "level": self.level, "method": self.method,
-                "choice": self.choice, "generators": [
-                    {"name": f.name, "cost": f.cost, "queries": f.queries,
-                     **{risk: dict(zip(("forecast", "low", "high"), getattr(f, risk)))
-                        for risk in ("worst_query_risk", "behavior_frequency")}}
-                    for f in self.forecasts]}
+        return {
+            "budget": self.budget,
+            "tau": self.tau,
+            "level": self.level,
+            "method": self.method,
+            "choice": self.choice,
+            "generators": [
+                {
+                    "name": f.name,
+                    "cost": f.cost,
+                    "queries": f.queries,
+                    **{
+                        risk: dict(zip(("forecast", "low", "high"), getattr(f, risk)))
+                        for risk in ("worst_query_risk", "behavior_frequency")
+                    },
+                }
+                for f in self.forecasts
+            ],
+        }
 
 
 def queries_bought(budget: float, cost: float) -> int:
@@ -86,8 +100,16 @@ def choose(worst: np.ndarray) -> np.ndarray:
     return np.where(np.isnan(worst).all(axis=-1), -1, np.argmax(filled, axis=-1))
 
 
-def allocate(generators: Sequence[Generator], budget: float, *, method: str | None = None, tau: float = 0.5,
-             level: float = 0.9, n_draws: int = 1000, seed: int = 0) -> Allocation:
+def allocate(
+    generators: Sequence[Generator],
+    budget: float,
+    *,
+    method: str | None = None,
+    tau: float = 0.5,
+    level: float = 0.9,
+    n_draws: int = 1000,
+    seed: int = 0,
+) -> Allocation:
     """Forecast each generator's worst-query risk and behavior frequency at its budget; recommend one."""
     if len(generators) < 2:
         raise InputError("allocation needs at least two generators")
@@ -103,9 +125,17 @@ def allocate(generators: Sequence[Generator], budget: float, *, method: str | No
     return Allocation(budget, tau, level, method, tuple(out), out[pick].name)
 
 
-def backtest_allocation(pools: Sequence[np.ndarray], costs: Sequence[float], budgets: Sequence[float], *,
-                        m: int = 300, trials: int = 200, method: str = "gumbel-ols", margin: float = np.log10(2),
-                        seed: int = 0) -> list[dict]:
+def backtest_allocation(
+    pools: Sequence[np.ndarray],
+    costs: Sequence[float],
+    budgets: Sequence[float],
+    *,
+    m: int = 300,
+    trials: int = 200,
+    method: str = "gumbel-ols",
+    margin: float = np.log10(2),
+    seed: int = 0,
+) -> list[dict]:
     """Decision accuracy of :func:`allocate`'s rule on pools of exact log p, one pool per generator.
 
     Per budget: ``accuracy`` (the chosen generator's realized max p is the largest), ``mattered`` (share of
@@ -126,12 +156,15 @@ def backtest_allocation(pools: Sequence[np.ndarray], costs: Sequence[float], bud
         truth.append(splits.truth["worst_query_risk"])
         eval_max.append(np.repeat(splits.eval_logp.max(axis=1, keepdims=True), len(budgets), axis=1))
     forecast, truth, eval_max = (np.stack(a, axis=-1) for a in (forecast, truth, eval_max))  # (trials, B, G)
-    return [_decision_row(budgets[b], ns[:, b], forecast[:, b], truth[:, b], eval_max[:, b], margin)
-            for b in range(len(budgets))]
+    return [
+        _decision_row(budgets[b], ns[:, b], forecast[:, b], truth[:, b], eval_max[:, b], margin)
+        for b in range(len(budgets))
+    ]
 
 
-def _decision_row(budget: float, queries: np.ndarray, forecast: np.ndarray, truth: np.ndarray,
-                  eval_max: np.ndarray, margin: float) -> dict:
+def _decision_row(
+    budget: float, queries: np.ndarray, forecast: np.ndarray, truth: np.ndarray, eval_max: np.ndarray, margin: float
+) -> dict:
     """Accuracy of the choices for one budget, beside two baselines: the generator whose evaluation queries
     reached the highest p (ignoring what the budget buys), and a random pick. Arrays are (trials, G)."""
     pick = choose(forecast)
@@ -142,11 +175,24 @@ def _decision_row(budget: float, queries: np.ndarray, forecast: np.ndarray, trut
     by_chance = np.mean(truth[ok] >= best[:, None], axis=1)  # expected accuracy of a uniform random pick
     top2 = -np.sort(-np.log10(truth[ok]), axis=1)[:, :2]
     mattered = (top2[:, 0] - top2[:, 1]) > margin
-    return {"budget": float(budget), "queries": [int(q) for q in queries], "accuracy": mean_or_nan(right),
-            "mattered": mean_or_nan(mattered), "accuracy_mattered": mean_or_nan(right[mattered]),
-            "eval_max_accuracy_mattered": mean_or_nan(by_eval[mattered]),
-            "random_accuracy_mattered": mean_or_nan(by_chance[mattered]), "trials": int(ok.sum())}
+    return {
+        "budget": float(budget),
+        "queries": [int(q) for q in queries],
+        "accuracy": mean_or_nan(right),
+        "mattered": mean_or_nan(mattered),
+        "accuracy_mattered": mean_or_nan(right[mattered]),
+        "eval_max_accuracy_mattered": mean_or_nan(by_eval[mattered]),
+        "random_accuracy_mattered": mean_or_nan(by_chance[mattered]),
+        "trials": int(ok.sum()),
+    }
 
 
-__all__ = ["Allocation", "Generator", "GeneratorForecast", "allocate", "backtest_allocation", "choose",
-           "queries_bought"]
+__all__ = [
+    "Allocation",
+    "Generator",
+    "GeneratorForecast",
+    "allocate",
+    "backtest_allocation",
+    "choose",
+    "queries_bought",
+]

@@ -27,8 +27,8 @@ import numpy as np
 from rarecast.errors import ForecastError, InputError
 from rarecast.forecasting.fit import MIN_DRAWS, Fit, fit_tail
 from rarecast.forecasting.risks import RISKS, check_argument
-from rarecast.scores import Scores, psi_from_logp
 from rarecast.forecasting.tail import PsiDistribution, TailEstimator, make_estimator
+from rarecast.scores import Scores, psi_from_logp
 
 #: The risks a backtest scores, in report order.
 RISK_NAMES = ("worst_query_risk", "behavior_frequency", "aggregate_risk")
@@ -60,13 +60,16 @@ def realized_truths(deploy_logp: np.ndarray, n: np.ndarray, tau: float) -> dict[
     }
 
 
-def draw_splits(logp: np.ndarray, m_max: int, n: np.ndarray, trials: int, tau: float,
-                rng: np.random.Generator) -> Splits:
+def draw_splits(
+    logp: np.ndarray, m_max: int, n: np.ndarray, trials: int, tau: float, rng: np.random.Generator
+) -> Splits:
     """``trials`` disjoint evaluation / deployment splits of the pool ``logp`` and their deployment truths."""
     n_max = int(n.max())
     if m_max + n_max > len(logp):
-        raise InputError(f"the pool has {len(logp)} queries, fewer than max m + max n = {m_max} + {n_max}; "
-                         "score more queries or lower --m / --n")
+        raise InputError(
+            f"the pool has {len(logp)} queries, fewer than max m + max n = {m_max} + {n_max}; "
+            "score more queries or lower --m / --n"
+        )
     evals, truths = np.empty((trials, m_max)), []
     for t in range(trials):  # one permutation per trial; (trials, N) at once would not fit in memory
         idx = rng.permutation(len(logp))[: m_max + n_max]
@@ -104,10 +107,15 @@ class Cell:
         lo, hi = np.maximum(self.low[ok][has], self.floor), np.maximum(self.high[ok][has], self.floor)
         covered = (lo <= t[has]) & (t[has] <= hi)
         width = np.log10(hi) - np.log10(lo)
-        return {"mae_log10": mean_or_nan(np.abs(err)), "within_1oom": mean_or_nan(np.abs(err) <= 1.0),
-                "underestimation": mean_or_nan(f < t), "coverage": mean_or_nan(covered),
-                "median_width_log10": float(np.median(width)) if width.size else float("nan"),
-                "trials": int(ok.sum()), "failed": int((~ok).sum())}
+        return {
+            "mae_log10": mean_or_nan(np.abs(err)),
+            "within_1oom": mean_or_nan(np.abs(err) <= 1.0),
+            "underestimation": mean_or_nan(f < t),
+            "coverage": mean_or_nan(covered),
+            "median_width_log10": float(np.median(width)) if width.size else float("nan"),
+            "trials": int(ok.sum()),
+            "failed": int((~ok).sum()),
+        }
 
 
 @dataclass
@@ -143,8 +151,9 @@ class TrialFits:
     estimator: TailEstimator
 
     @classmethod
-    def fit(cls, method: str, logp: np.ndarray, *, n_draws: int = 100, seed: int = 0,
-            params: dict | None = None) -> TrialFits:
+    def fit(
+        cls, method: str, logp: np.ndarray, *, n_draws: int = 100, seed: int = 0, params: dict | None = None
+    ) -> TrialFits:
         """Fit ``method`` to every row of ``logp`` (trials, m); trial t's intervals use seed + t."""
         params = params or {}
         estimator = make_estimator(method, **params)
@@ -160,8 +169,9 @@ class TrialFits:
             try:
                 if batch is not None:
                     estimator.check(scores)
-                    fits.append(Fit(scores, estimator, batch.take(np.array([t])), method, n_draws=n_draws,
-                                    seed=seed + t))
+                    fits.append(
+                        Fit(scores, estimator, batch.take(np.array([t])), method, n_draws=n_draws, seed=seed + t)
+                    )
                 else:
                     fits.append(fit_tail(scores, method, n_draws=n_draws, seed=seed + t, **params))
             except ForecastError:
@@ -196,8 +206,9 @@ def _risk_args(risk: str, n: np.ndarray, tau: float) -> np.ndarray:
     return np.array([tau]) if risk == "behavior_frequency" else n
 
 
-def _cells(method: str, splits: Splits, m: int, tau: float, level: float, n_draws: int, seed: int,
-           params: dict) -> Iterator[Cell]:
+def _cells(
+    method: str, splits: Splits, m: int, tau: float, level: float, n_draws: int, seed: int, params: dict
+) -> Iterator[Cell]:
     fits = TrialFits.fit(method, splits.eval_logp[:, :m], n_draws=n_draws, seed=seed, params=params)
     for risk in RISK_NAMES:
         f, lo, hi = fits.forecast(risk, _risk_args(risk, splits.n, tau), level if n_draws else None)
@@ -208,9 +219,19 @@ def _cells(method: str, splits: Splits, m: int, tau: float, level: float, n_draw
             yield Cell(method, risk, m, int(n), f[:, col], lo[:, col], hi[:, col], splits.truth[risk][:, j], floor)
 
 
-def backtest(logp, methods: Sequence[str], m: Sequence[int], n: Sequence[float], *, trials: int = 500,
-             tau: float = 0.5, level: float = 0.9, n_draws: int = 100, seed: int = 0,
-             params: dict | None = None) -> BacktestResult:
+def backtest(
+    logp,
+    methods: Sequence[str],
+    m: Sequence[int],
+    n: Sequence[float],
+    *,
+    trials: int = 500,
+    tau: float = 0.5,
+    level: float = 0.9,
+    n_draws: int = 100,
+    seed: int = 0,
+    params: dict | None = None,
+) -> BacktestResult:
     """Backtest ``methods`` on the pool ``logp`` (1-D natural-log probabilities): see the module docstring.
 
     >>> import numpy as np
@@ -229,8 +250,10 @@ def backtest(logp, methods: Sequence[str], m: Sequence[int], n: Sequence[float],
     for method in methods:
         estimator = make_estimator(method, **(params or {}))  # a bad name or parameter fails before any work
         if n_draws < MIN_DRAWS and any(estimator.point_rule(r) for r in RISK_NAMES):
-            raise InputError(f"method {method!r} forecasts from its draws, so it needs n_draws >= {MIN_DRAWS} "
-                             f"(--draws), got {n_draws}")
+            raise InputError(
+                f"method {method!r} forecasts from its draws, so it needs n_draws >= {MIN_DRAWS} "
+                f"(--draws), got {n_draws}"
+            )
         start = time.perf_counter()
         for mm in ms:
             cells += _cells(method, splits, mm, tau, level, n_draws, seed, params or {})

@@ -11,8 +11,8 @@ a model in the loop.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 from scipy import integrate, stats
@@ -118,21 +118,39 @@ FAMILIES: dict[str, Family] = {
     f.name: f
     for f in [
         Family("exponential", "exponential tail in psi (the Gumbel-tail assumption holds exactly)", _EXPONENTIAL),
-        Family("lognormal", "-log p log-normal: psi normal (the paper's baseline model holds)",
-               _calibrated(stats.norm.isf, 1e-5, 1e-2)),
+        Family(
+            "lognormal",
+            "-log p log-normal: psi normal (the paper's baseline model holds)",
+            _calibrated(stats.norm.isf, 1e-5, 1e-2),
+        ),
         Family("beta", "p ~ Beta(0.1, 300): light tail in psi", _beta_isf(0.1, 300)),
-        Family("rare-mode", "exponential tail plus a high-risk mode of weight 1e-4 (rarer than 1 in m)",
-               _mixture_isf((*_location_scale(_EXP_Z, 1e-5, 1e-2), _EXP_SF), _RARE_MODE, 1e-4)),
+        Family(
+            "rare-mode",
+            "exponential tail plus a high-risk mode of weight 1e-4 (rarer than 1 in m)",
+            _mixture_isf((*_location_scale(_EXP_Z, 1e-5, 1e-2), _EXP_SF), _RARE_MODE, 1e-4),
+        ),
         Family("frechet", "heavy tail in psi: generalized Pareto, shape +0.25", _calibrated(_gpd_z(0.25), 1e-5, 1e-2)),
         Family("bounded", "bounded tail in psi: generalized Pareto, shape -0.2", _calibrated(_gpd_z(-0.2), 1e-5, 1e-2)),
         # Sampled versions sit higher (p = 0.01 at the top 1%, 0.1 at the top 1e-6) so that k samples can see
         # the evaluation tail at all.
-        Family("exponential-k100", "exponential tail, 100 samples per query",
-               _calibrated(_EXP_Z, 1e-2, 1e-1, s1=1e-2), trials=100),
-        Family("exponential-k500", "exponential tail, 500 samples per query",
-               _calibrated(_EXP_Z, 1e-2, 1e-1, s1=1e-2), trials=500),
-        Family("lognormal-k500", "psi normal, 500 samples per query",
-               _calibrated(stats.norm.isf, 1e-2, 1e-1, s1=1e-2), trials=500),
+        Family(
+            "exponential-k100",
+            "exponential tail, 100 samples per query",
+            _calibrated(_EXP_Z, 1e-2, 1e-1, s1=1e-2),
+            trials=100,
+        ),
+        Family(
+            "exponential-k500",
+            "exponential tail, 500 samples per query",
+            _calibrated(_EXP_Z, 1e-2, 1e-1, s1=1e-2),
+            trials=500,
+        ),
+        Family(
+            "lognormal-k500",
+            "psi normal, 500 samples per query",
+            _calibrated(stats.norm.isf, 1e-2, 1e-1, s1=1e-2),
+            trials=500,
+        ),
         Family("beta-k100", "p ~ Beta(0.05, 100), 100 samples per query", _beta_isf(0.05, 100), trials=100),
     ]
 }

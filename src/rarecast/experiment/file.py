@@ -18,26 +18,26 @@ An experiment is a YAML mapping (read with ``yaml.safe_load``); paths in it are 
 :func:`run_experiment` checks everything it can before it writes anything, then scores into
 ``out/run.db`` (resumably: a rerun scores only what is missing), fits, forecasts and writes
 ``out/queries.jsonl``, ``out/forecast.json``, ``out/report.html`` and the report's PNG plots. A run whose
-scoring failed (more failed queries than ``max_failures`` allows; see :class:`rarecast.elicitation.scoring.FailureLimit`)
-raises :class:`~rarecast.errors.RunFailed` after scoring and writes no forecast or report.
+scoring failed (more failed queries than ``max_failures`` allows; see
+:class:`rarecast.elicitation.scoring.FailureLimit`) raises :class:`~rarecast.errors.RunFailed` after scoring
+and writes no forecast or report.
 """
 
 from __future__ import annotations
 
-import json
 import math
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
+from rarecast.elicitation.scoring import FailureLimit
 from rarecast.errors import InputError
+from rarecast.files import read_yaml_mapping
 from rarecast.forecasting.fit import DEFAULT_N, DEFAULT_TAU
 from rarecast.queries.building import load_spec
-from rarecast.elicitation.scoring import FailureLimit
-from rarecast.files import read_yaml_mapping
 
-_KEYS = {"name", "queries", "model", "model_options", "behavior", "n", "tau", "method", "level", "max_failures",
-         "out"}
+_KEYS = {"name", "queries", "model", "model_options", "behavior", "n", "tau", "method", "level", "max_failures", "out"}
 _QUERY_FORMS = {"file", "build", "generate"}
 _SPEC_SUFFIXES = {".yaml", ".yml"}
 
@@ -135,7 +135,7 @@ def _query_source(raw: Any, base: Path, fail) -> dict[str, Any]:
         return {"build": load_spec(path), "path": path} if path.suffix.lower() in _SPEC_SUFFIXES else {"file": path}
     if not isinstance(raw, dict) or len(raw) != 1 or set(raw) - _QUERY_FORMS:
         raise fail("queries", "must be a path, or a mapping with exactly one of file / build / generate")
-    (form, value), = raw.items()
+    ((form, value),) = raw.items()
     if form == "file":
         if not isinstance(value, str):
             raise fail("queries.file", "must be a path")

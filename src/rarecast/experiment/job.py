@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
+from rarecast.elicitation.scoring import FailureLimit
 from rarecast.errors import InputError
 from rarecast.experiment.file import Experiment, load_experiment
 from rarecast.forecasting.fit import forecast_result
 from rarecast.queries import Query, load_queries
 from rarecast.queries.building import BuildReport, build_queries, write_queries
-from rarecast.elicitation.scoring import FailureLimit
 
 
 @dataclass
@@ -46,9 +47,9 @@ def run_experiment(
     :class:`~rarecast.errors.RunFailed` is raised after scoring and no forecast or report is written.
     """
     from rarecast.backends import get_backend
+    from rarecast.elicitation.behaviors import run_key
     from rarecast.elicitation.scoring import score
     from rarecast.store import Store
-    from rarecast.elicitation.behaviors import run_key
 
     exp = source if isinstance(source, Experiment) else load_experiment(source, out=out)
     limit = exp.max_failures if max_failures is None else FailureLimit.parse(max_failures)
@@ -69,9 +70,14 @@ def run_experiment(
     if build is not None:
         provenance["query_build"] = build.to_dict()
     fit, result = forecast_result(scores, provenance, n=exp.n, tau=exp.tau, method=exp.method, level=exp.level)
-    result["scoring"] = {"total": summary.total, "skipped": summary.skipped, "scored": summary.scored,
-                         "failed": summary.failed, "seconds": round(summary.seconds, 3),
-                         "queries_per_s": None if math.isnan(summary.queries_per_s) else summary.queries_per_s}
+    result["scoring"] = {
+        "total": summary.total,
+        "skipped": summary.skipped,
+        "scored": summary.scored,
+        "failed": summary.failed,
+        "seconds": round(summary.seconds, 3),
+        "queries_per_s": None if math.isnan(summary.queries_per_s) else summary.queries_per_s,
+    }
     return _write_outputs(exp, fit, result, {q.id: q for q in queries}, store_path, queries_path, console)
 
 
@@ -100,8 +106,10 @@ def run_scores(store, key, query_ids: list[str]):
     """
     from rarecast.scores import Scores
 
-    run = next((r for r in store.runs() if (r["model"], r["revision"], r["behavior_id"], r["settings_hash"])
-                == key.values()), None)
+    run = next(
+        (r for r in store.runs() if (r["model"], r["revision"], r["behavior_id"], r["settings_hash"]) == key.values()),
+        None,
+    )
     by_id = {row[0]: row for row in store.rows(run)} if run is not None else {}
     rows = [by_id[i] for i in query_ids if i in by_id]
     if not rows:
@@ -114,8 +122,9 @@ def run_scores(store, key, query_ids: list[str]):
     return scores, {**run, "n": len(rows), "source": str(store.path)}
 
 
-def _write_outputs(exp: Experiment, fit, result: dict, queries: dict[str, Query], store_path: Path,
-                   queries_path: Path, console) -> RunResult:
+def _write_outputs(
+    exp: Experiment, fit, result: dict, queries: dict[str, Query], store_path: Path, queries_path: Path, console
+) -> RunResult:
     from rarecast.report import write_report
 
     forecast_json = exp.out / "forecast.json"
@@ -125,6 +134,16 @@ def _write_outputs(exp: Experiment, fit, result: dict, queries: dict[str, Query]
         from rarecast.report.console import print_forecast
 
         print_forecast(result, console)
-        console.print(f"store     {store_path}\nforecast  {forecast_json}\nreport    {report}", highlight=False, soft_wrap=True)
-    return RunResult(out=exp.out, store=store_path, queries=queries_path, forecast_json=forecast_json,
-                     report=report, plots=plots, forecast=result, scoring=result["scoring"])
+        console.print(
+            f"store     {store_path}\nforecast  {forecast_json}\nreport    {report}", highlight=False, soft_wrap=True
+        )
+    return RunResult(
+        out=exp.out,
+        store=store_path,
+        queries=queries_path,
+        forecast_json=forecast_json,
+        report=report,
+        plots=plots,
+        forecast=result,
+        scoring=result["scoring"],
+    )

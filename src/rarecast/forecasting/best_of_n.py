@@ -74,14 +74,13 @@ MIN_QUERIES = 20
 MIN_DRAWS = 20
 
 
-
 @dataclass(frozen=True)
 class PDistribution:
     """Distributions of per-query p on a shared logit grid: one row per distribution (the point forecast's, or
     one posterior draw each). ``log_weights[r, j]`` is the log of row r's mass at ``logit[j]``; rows sum to one.
     """
 
-    logit: np.ndarray        # (G,)
+    logit: np.ndarray  # (G,)
     log_weights: np.ndarray  # (R, G)
 
     def log_none(self, attempts: np.ndarray) -> np.ndarray:
@@ -89,7 +88,7 @@ class PDistribution:
 
         log(1 - p) = log_expit(-logit p), so p near 1 and p near 1e-12 keep their precision.
         """
-        log_q = log_expit(-self.logit)                                        # (G,)
+        log_q = log_expit(-self.logit)  # (G,)
         terms = self.log_weights[:, None, :] + attempts[None, :, None] * log_q  # (R, A, G)
         return logsumexp(terms, axis=2)
 
@@ -122,8 +121,10 @@ def _counts(successes, trials) -> Scores:
         if trials is not None:
             raise InputError("give either Scores or successes with trials, not Scores and trials")
         if successes.kind != "counts":
-            raise InputError("best-of-N forecasts need sampled counts (successes and trials); these scores "
-                             "are exact log-probabilities")
+            raise InputError(
+                "best-of-N forecasts need sampled counts (successes and trials); these scores "
+                "are exact log-probabilities"
+            )
         return successes
     if trials is None:
         raise InputError("trials is missing: give the number of attempts per query (one int, or one per query)")
@@ -147,7 +148,7 @@ class _Likelihood:
         self.count = count.astype(float)
         s, k = (pairs[:, 0:1].astype(float), pairs[:, 1:2].astype(float))
         log_comb = gammaln(k + 1) - gammaln(s + 1) - gammaln(k - s + 1)
-        self.log_lik = log_comb + s * log_expit(logit) + (k - s) * log_expit(-logit)   # (D, G)
+        self.log_lik = log_comb + s * log_expit(logit) + (k - s) * log_expit(-logit)  # (D, G)
 
 
 class _Model(NamedTuple):
@@ -157,7 +158,7 @@ class _Model(NamedTuple):
     X: np.ndarray
     S: np.ndarray
     rank: int
-    start: np.ndarray   # Beta(0.5, 20): where the strongest penalty's Newton run starts
+    start: np.ndarray  # Beta(0.5, 20): where the strongest penalty's Newton run starts
 
 
 def _model(logit: np.ndarray, knots: np.ndarray) -> _Model:
@@ -173,10 +174,10 @@ def _model(logit: np.ndarray, knots: np.ndarray) -> _Model:
     hats[rows, pos[rows]] = 1 - frac[rows]
     hats[rows, pos[rows] + 1] = frac[rows]
     X = np.column_stack([logit, log_expit(-logit), hats[:, 1:-1]])
-    D2 = np.diff(np.eye(len(knots)), n=2, axis=0)[:, 1:-1]      # second differences of (0, theta, 0)
+    D2 = np.diff(np.eye(len(knots)), n=2, axis=0)[:, 1:-1]  # second differences of (0, theta, 0)
     S = np.zeros((X.shape[1], X.shape[1]))
     S[2:, 2:] = D2.T @ D2
-    start = np.append([0.5, 20.5], np.zeros(len(knots) - 2))   # 0.5 logit + 20.5 log(1 - p): Beta(0.5, 20)
+    start = np.append([0.5, 20.5], np.zeros(len(knots) - 2))  # 0.5 logit + 20.5 log(1 - p): Beta(0.5, 20)
     return _Model(X, S, int(np.linalg.matrix_rank(S)), start)
 
 
@@ -200,18 +201,18 @@ def _objective(theta: np.ndarray, lik: _Likelihood, X: np.ndarray, P: np.ndarray
     """
     eta = X @ theta
     log_w = eta - logsumexp(eta)
-    joint = lik.log_lik + log_w                                   # (D, G)
+    joint = lik.log_lik + log_w  # (D, G)
     log_f = logsumexp(joint, axis=1)
     value = -lik.count @ log_f + 0.5 * theta @ P @ theta
     if not hessian:
         return float(value)
-    post = np.exp(joint - log_f[:, None])                         # (D, G)
+    post = np.exp(joint - log_f[:, None])  # (D, G)
     w = np.exp(log_w)
     m = lik.count.sum()
-    seen = lik.count @ post                                       # (G,)
+    seen = lik.count @ post  # (G,)
     grad = X.T @ (m * w - seen) + P @ theta
     xw = X.T @ w
-    A = post @ X                                                  # (D, P)
+    A = post @ X  # (D, P)
     H = (X.T * (m * w - seen)) @ X - m * np.outer(xw, xw) + (A.T * lik.count) @ A + P
     return float(value), grad, H
 
@@ -227,7 +228,7 @@ def _newton(theta: np.ndarray, lik: _Likelihood, X: np.ndarray, P: np.ndarray):
     for _ in range(MAX_NEWTON):
         chol = _damped_cholesky(H)
         step = -cho_solve((chol, True), grad)
-        decrement = -grad @ step          # twice the gain the quadratic model expects
+        decrement = -grad @ step  # twice the gain the quadratic model expects
         if decrement < 1e-8:
             return theta, value, chol, True
         t = 1.0
@@ -236,7 +237,7 @@ def _newton(theta: np.ndarray, lik: _Likelihood, X: np.ndarray, P: np.ndarray):
             if trial <= value - 1e-4 * t * decrement:
                 break
             t /= 2
-        else:   # rounding hides the descent: converged if what is left is under NEWTON_TOL
+        else:  # rounding hides the descent: converged if what is left is under NEWTON_TOL
             return theta, value, chol, decrement < NEWTON_TOL
         theta = theta + t * step
         value, grad, H = _objective(theta, lik, X, P)
@@ -259,10 +260,10 @@ class _Smoothing(NamedTuple):
     """The fit at one penalty weight: its mode, the Hessian there, and its Laplace log evidence."""
 
     smoothing: float
-    theta: np.ndarray    # (P,)
-    chol: np.ndarray     # (P, P) lower Cholesky factor of the Hessian there
+    theta: np.ndarray  # (P,)
+    chol: np.ndarray  # (P, P) lower Cholesky factor of the Hessian there
     log_evidence: float
-    edf: float           # effective degrees of freedom: 2 for a Beta, more as the correction loosens
+    edf: float  # effective degrees of freedom: 2 for a Beta, more as the correction loosens
     converged: bool
 
 
@@ -293,7 +294,7 @@ def _draw(fits: list[_Smoothing], X: np.ndarray, n_draws: int, seed) -> tuple[np
     theta = np.empty_like(z)
     for i, fit in enumerate(fits):
         rows = which == i
-        if rows.any():   # theta = mode + L^-T z has covariance (L L^T)^-1 = H^-1
+        if rows.any():  # theta = mode + L^-T z has covariance (L L^T)^-1 = H^-1
             theta[rows] = fit.theta + solve_triangular(fit.chol, z[rows].T, lower=True, trans="T").T
     eta = theta @ X.T
     return eta - logsumexp(eta, axis=1, keepdims=True), weights
@@ -351,7 +352,7 @@ class BestOfNFit:
         _at_least_one(n_queries, "n_queries")
         _at_least_one(attempts, "attempts")
         n, N = np.broadcast_arrays(np.asarray(n_queries, dtype=float), np.asarray(attempts, dtype=float))
-        out = -np.expm1(n.ravel() * dist.log_none(N.ravel()))       # (R, size)
+        out = -np.expm1(n.ravel() * dist.log_none(N.ravel()))  # (R, size)
         return [float(row[0]) if n.shape == () else row.reshape(n.shape) for row in out]
 
     def budget_for(self, target_asr):
@@ -363,13 +364,13 @@ class BestOfNFit:
         target = np.atleast_1d(np.asarray(target_asr, dtype=float)).ravel()
         if np.any(np.isnan(target) | (target <= 0) | (target >= 1)):
             raise InputError(f"target_asr must lie strictly between 0 and 1, got {target_asr!r}")
-        lo, hi = np.zeros_like(target), np.full_like(target, 40.0)   # log10 N between 1 and 1e40
+        lo, hi = np.zeros_like(target), np.full_like(target, 40.0)  # log10 N between 1 and 1e40
         for _ in range(60):  # bisection on log10 N; ASR@N is increasing in N
             mid = (lo + hi) / 2
-            below = self.distribution.asr(10.0 ** mid)[0] < target
+            below = self.distribution.asr(10.0**mid)[0] < target
             lo, hi = np.where(below, mid, lo), np.where(below, hi, mid)
-        reach = self.distribution.asr(np.array([10.0 ** 40]))[0, 0] >= target
-        return _shaped(np.where(reach, 10.0 ** hi, np.inf), target_asr)
+        reach = self.distribution.asr(np.array([10.0**40]))[0, 0] >= target
+        return _shaped(np.where(reach, 10.0**hi, np.inf), target_asr)
 
     def interval(self, attempts, level: float = 0.9, *, n_queries=None) -> ConfidenceInterval:
         """Equal-tailed posterior ``level`` interval of ASR@N, as a named (low, high) pair of the input's shape.
@@ -392,8 +393,10 @@ class BestOfNFit:
         arr = _at_least_one(attempts)
         point = np.atleast_1d(self.attack_success_rate(arr))
         low, high = (np.atleast_1d(v) for v in self.interval(arr, level))
-        return [{"attempts": float(n), "forecast": float(f), "low": float(lo), "high": float(hi), "level": level}
-                for n, f, lo, hi in zip(arr, point, low, high)]
+        return [
+            {"attempts": float(n), "forecast": float(f), "low": float(lo), "high": float(hi), "level": level}
+            for n, f, lo, hi in zip(arr, point, low, high)
+        ]
 
 
 def fit_best_of_n(successes, trials=None, *, n_draws: int = 1000, seed: int = 0) -> BestOfNFit:
@@ -439,19 +442,28 @@ def fit_best_of_n(successes, trials=None, *, n_draws: int = 1000, seed: int = 0)
     if isinstance(n_draws, bool) or not isinstance(n_draws, (int, np.integer)) or n_draws < MIN_DRAWS:
         raise InputError(f"n_draws must be a whole number >= {MIN_DRAWS}, got {n_draws!r}")
     if not scores.successes.any():
-        raise ForecastError("no query showed the behavior in any attempt, so the counts say nothing about how "
-                            "likely it is; try more attempts per query or more queries")
+        raise ForecastError(
+            "no query showed the behavior in any attempt, so the counts say nothing about how "
+            "likely it is; try more attempts per query or more queries"
+        )
     logit = np.linspace(*GRID_LOGIT, GRID_SIZE)
     model = _model(logit, _knots(scores))
     fits = _fit_smoothings(_Likelihood(scores, logit), model, SMOOTHINGS)
     if not all(f.converged for f in fits):
         raise ForecastError("the best-of-N fit did not converge; check the counts")
     log_w, weights = _draw(fits, model.X, int(n_draws), seed)
-    eta = np.array([f.theta for f in fits]) @ model.X.T               # the modes, mixed by their weights
+    eta = np.array([f.theta for f in fits]) @ model.X.T  # the modes, mixed by their weights
     point = logsumexp(eta - logsumexp(eta, axis=1, keepdims=True) + np.log(weights)[:, None], axis=0)
-    return BestOfNFit(scores, PDistribution(logit, point[None, :]), PDistribution(logit, log_w),
-                      np.array([f.smoothing for f in fits]), weights,
-                      float(weights @ [f.edf for f in fits]), int(n_draws), seed)
+    return BestOfNFit(
+        scores,
+        PDistribution(logit, point[None, :]),
+        PDistribution(logit, log_w),
+        np.array([f.smoothing for f in fits]),
+        weights,
+        float(weights @ [f.edf for f in fits]),
+        int(n_draws),
+        seed,
+    )
 
 
 def best_of_n_result(fit: BestOfNFit, attempts, level: float = 0.9) -> dict:

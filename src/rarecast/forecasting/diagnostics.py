@@ -44,7 +44,7 @@ class Diagnostics:
         return asdict(self)
 
 
-def diagnose(fit: "Fit") -> Diagnostics:
+def diagnose(fit: Fit) -> Diagnostics:
     """Compute :class:`Diagnostics` for a fit (exact scores get tail tests; counts get success counts)."""
     est, scores = fit.estimator, fit.scores
     model = fit.model
@@ -66,7 +66,7 @@ def diagnose(fit: "Fit") -> Diagnostics:
     return diag
 
 
-def _exact_checks(fit: "Fit", diag: Diagnostics) -> None:
+def _exact_checks(fit: Fit, diag: Diagnostics) -> None:
     logp = fit.scores.logp
     diag.zero_probability = int(np.sum(logp == -np.inf))
     diag.certain = int(np.sum(logp == 0))
@@ -84,8 +84,11 @@ def _exact_checks(fit: "Fit", diag: Diagnostics) -> None:
     if excess.max() > 0:
         diag.shape_test_pvalue = float(shape_test_pvalue(excess)[0])
         if diag.shape_test_pvalue < 0.05:
-            advice = "" if fit.method == "gpd" else (
-                "; compare the gpd method, which fits the shape freely (CLI: --method gpd; Python: method='gpd')")
+            advice = (
+                ""
+                if fit.method == "gpd"
+                else ("; compare the gpd method, which fits the shape freely (CLI: --method gpd; Python: method='gpd')")
+            )
             diag.warnings.append(
                 f"the tail's shape differs from the Gumbel-tail assumption (GPD test p = "
                 f"{diag.shape_test_pvalue:.3f}){advice}"
@@ -101,7 +104,7 @@ def _exact_checks(fit: "Fit", diag: Diagnostics) -> None:
     diag.tail_r2 = float(np.corrcoef(top[:k], y)[0, 1] ** 2) if np.ptp(top[:k]) > 0 else None
 
 
-def _stability(fit: "Fit", diag: Diagnostics) -> None:
+def _stability(fit: Fit, diag: Diagnostics) -> None:
     """Worst-query forecast at 100 m queries when the tail size is halved and doubled."""
     params = fit.estimator.params()
     if "k" not in params:

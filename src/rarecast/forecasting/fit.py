@@ -8,14 +8,13 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from rarecast.forecasting.diagnostics import Diagnostics, diagnose
-from rarecast.provenance import rarecast_version
 from rarecast.errors import ForecastError, RarecastWarning
+from rarecast.forecasting.diagnostics import Diagnostics, diagnose
 from rarecast.forecasting.risks import RISKS, check_argument, max_quantile_psi
-from rarecast.scores import Scores, p_from_psi
 from rarecast.forecasting.tail import DEFAULT_COUNTS, DEFAULT_EXACT, TailEstimator, make_estimator
 from rarecast.forecasting.tail.base import PsiDistribution
-
+from rarecast.provenance import rarecast_version
+from rarecast.scores import Scores, p_from_psi
 
 #: Deployment sizes and thresholds reported when none are asked for.
 DEFAULT_N = (1e4, 1e6, 1e9)
@@ -92,8 +91,10 @@ class Fit:
         """Replicate fits (bootstrap or posterior, by estimator) behind the intervals; cached."""
         if self._draws is None:
             if self.n_draws < MIN_DRAWS:
-                raise ForecastError(f"n_draws = {self.n_draws} is too few for intervals or for the forecasts of "
-                                    f"method {self.method!r}, which come from its draws; use n_draws >= {MIN_DRAWS}")
+                raise ForecastError(
+                    f"n_draws = {self.n_draws} is too few for intervals or for the forecasts of "
+                    f"method {self.method!r}, which come from its draws; use n_draws >= {MIN_DRAWS}"
+                )
             rng = np.random.default_rng(self.seed)
             draws = self.estimator.draws(self.scores, self.n_draws, rng)
             self._draws = draws.take(_usable(draws))
@@ -129,15 +130,20 @@ class Fit:
 
         ``quantile`` chooses the point forecasts as in :meth:`forecast` (None: the estimator's own rule)."""
         rows = []
-        for risk, xs, key in [("worst_query_risk", n, "n"), ("behavior_frequency", tau, "tau"),
-                              ("aggregate_risk", n, "n")]:
+        for risk, xs, key in [
+            ("worst_query_risk", n, "n"),
+            ("behavior_frequency", tau, "tau"),
+            ("aggregate_risk", n, "n"),
+        ]:
             xs = np.atleast_1d(np.asarray(xs, dtype=float))
             if xs.size == 0:
                 continue
             point = np.atleast_1d(self.forecast(risk, xs, quantile))
             low, high = (np.atleast_1d(v) for v in self.interval(risk, xs, level))
-            rows += [{"risk": risk, key: float(x), "forecast": float(f), "low": float(lo), "high": float(hi),
-                      "level": level} for x, f, lo, hi in zip(xs, point, low, high)]
+            rows += [
+                {"risk": risk, key: float(x), "forecast": float(f), "low": float(lo), "high": float(hi), "level": level}
+                for x, f, lo, hi in zip(xs, point, low, high)
+            ]
         return {
             "method": self.method,
             "quantile": quantile,
@@ -195,8 +201,17 @@ def fit_tail(data, method: str | None = None, *, n_draws: int = 1000, seed: int 
     return Fit(scores, estimator, model, method, n_draws=n_draws, seed=seed)
 
 
-def forecast_result(scores, provenance: dict, *, n=DEFAULT_N, tau=DEFAULT_TAU, method: str | None = None,
-                    level: float = 0.9, quantile: float | None = None, **params) -> tuple[Fit, dict]:
+def forecast_result(
+    scores,
+    provenance: dict,
+    *,
+    n=DEFAULT_N,
+    tau=DEFAULT_TAU,
+    method: str | None = None,
+    level: float = 0.9,
+    quantile: float | None = None,
+    **params,
+) -> tuple[Fit, dict]:
     """Fit the tail and return ``(fit, result)``: :meth:`Fit.summary` plus warnings, provenance and version.
 
     This is what the CLI prints, ``rarecast run`` writes to forecast.json, and the report shows. Warnings
@@ -208,7 +223,8 @@ def forecast_result(scores, provenance: dict, *, n=DEFAULT_N, tau=DEFAULT_TAU, m
         result = fit.summary(n=list(n), tau=list(tau), level=level, quantile=quantile)
     notes = [f"method {fit.method}: {fit.estimator.interval_note}"] if fit.estimator.interval_note else []
     # refits (draws, stability over k) repeat the same warning: keep each once, in order
-    result["warnings"] = list(dict.fromkeys([str(w.message) for w in caught] + result["diagnostics"]["warnings"]
-                                            + notes))
+    result["warnings"] = list(
+        dict.fromkeys([str(w.message) for w in caught] + result["diagnostics"]["warnings"] + notes)
+    )
     result.update(provenance=provenance, rarecast_version=rarecast_version())
     return fit, result

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
 from rarecast.errors import ForecastError
-from rarecast.scores import p_from_psi, psi_from_logp
 from rarecast.forecasting.tail.base import PsiDistribution
+from rarecast.scores import p_from_psi, psi_from_logp
 
 
 def worst_query_risk(model: PsiDistribution, n: np.ndarray) -> np.ndarray:

@@ -11,13 +11,14 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
-from rarecast.provenance import rarecast_version, utc_now
 from rarecast.errors import InputError
 from rarecast.files import write_table
+from rarecast.provenance import rarecast_version, utc_now
 
 
 @dataclass(frozen=True)
@@ -74,9 +75,14 @@ def canonical_records(run: ImportedRun) -> list[dict[str, Any]]:
     """The rows of ``run`` in the column layout of ``rarecast export`` (plus ``source``)."""
     created = utc_now()
     common = {
-        "model": run.model, "revision": run.revision, "behavior": run.behavior, "behavior_id": run.behavior_id,
-        "decoding": json.dumps(run.decoding, sort_keys=True), "rarecast_version": rarecast_version(),
-        "created_at": created, "source": run.source,
+        "model": run.model,
+        "revision": run.revision,
+        "behavior": run.behavior,
+        "behavior_id": run.behavior_id,
+        "decoding": json.dumps(run.decoding, sort_keys=True),
+        "rarecast_version": rarecast_version(),
+        "created_at": created,
+        "source": run.source,
     }
     out = []
     for row in run.rows:

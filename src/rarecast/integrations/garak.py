@@ -11,12 +11,13 @@ below ``eval_threshold`` passes), its ``trials`` the outputs that were generated
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from rarecast.errors import InputError
-from rarecast.integrations import ImportedRun, counts_row
 from rarecast.files import read_rows
+from rarecast.integrations import ImportedRun, counts_row
 
 #: garak marks an attempt whose outputs have been through the detectors with status 2
 EVALUATED = 2
@@ -47,8 +48,9 @@ def read_garak_report(
     selected = {k: v for k, v in counts.items() if probe in (None, k[0]) and detector in (None, k[1])}
     if not selected:
         found = ", ".join(f"{pr} / {de}" for pr, de in sorted(counts)) or "none"
-        raise InputError(f"no evaluated attempts for probe={probe!r}, detector={detector!r} (found: {found})",
-                         file=file)
+        raise InputError(
+            f"no evaluated attempts for probe={probe!r}, detector={detector!r} (found: {found})", file=file
+        )
     return [_run(setup, version, pr, de, cells, threshold, file) for (pr, de), cells in sorted(selected.items())]
 
 
@@ -73,8 +75,7 @@ def _scan(path: Path) -> tuple[dict[str, Any], str, list[tuple[int, dict]]]:
     if setup is None:
         raise InputError("not a garak report (no 'start_run setup' line)", file=file)
     if not attempts:
-        raise InputError("holds no evaluated attempts (status 2); was the run cut short before detection?",
-                         file=file)
+        raise InputError("holds no evaluated attempts (status 2); was the run cut short before detection?", file=file)
     return setup, version, attempts
 
 
@@ -94,19 +95,26 @@ def _count(scores: Any, threshold: float, file: str, line: int) -> tuple[int, in
     return sum(s >= threshold for s in values), len(values)
 
 
-def _run(setup: dict, version: str, probe: str, detector: str, cells: dict[str, list[int]], threshold: float,
-         file: str) -> ImportedRun:
-    parts = (setup.get("plugins.target_type") or setup.get("plugins.model_type"),
-             setup.get("plugins.target_name") or setup.get("plugins.model_name"))
+def _run(
+    setup: dict, version: str, probe: str, detector: str, cells: dict[str, list[int]], threshold: float, file: str
+) -> ImportedRun:
+    parts = (
+        setup.get("plugins.target_type") or setup.get("plugins.model_type"),
+        setup.get("plugins.target_name") or setup.get("plugins.model_name"),
+    )
     target = ":".join(str(p) for p in parts if p) or "unknown"
     run = ImportedRun(
-        label=f"{probe}.{detector}", model=target, revision="unknown", behavior=f"garak:{probe}/{detector}",
+        label=f"{probe}.{detector}",
+        model=target,
+        revision="unknown",
+        behavior=f"garak:{probe}/{detector}",
         behavior_spec={"source": "garak", "probe": probe, "detector": detector, "threshold": threshold},
         decoding={**{k.split(".", 1)[1]: setup[k] for k in _DECODING_KEYS if k in setup}, "garak_version": version},
         source=f"garak:{file}",
     )
-    run.rows = [counts_row(qid, s, t, file=file, where=f"{probe} attempt {qid}") for qid, (s, t) in cells.items()
-                if t > 0]
+    run.rows = [
+        counts_row(qid, s, t, file=file, where=f"{probe} attempt {qid}") for qid, (s, t) in cells.items() if t > 0
+    ]
     return run
 
 

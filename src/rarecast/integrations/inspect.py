@@ -21,9 +21,10 @@ from __future__ import annotations
 import math
 import zipfile
 from collections import defaultdict
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 from rarecast.errors import InputError, RarecastError
 from rarecast.integrations import ImportedRow, ImportedRun, counts_row, exact_row
@@ -38,8 +39,21 @@ LOGP_KEYS = ("logp", "sum_log_probs")
 _RARECAST_PROVENANCE = ("model", "revision", "behavior", "behavior_spec", "decoding")
 _UNSET = object()
 #: generation settings that may differ between pooled logs: how requests are sent, and the seed
-POOLABLE_SETTINGS = frozenset({"max_retries", "timeout", "attempt_timeout", "stream_idle_timeout", "max_connections",
-                               "adaptive_connections", "cache_prompt", "cache", "batch", "extra_headers", "seed"})
+POOLABLE_SETTINGS = frozenset(
+    {
+        "max_retries",
+        "timeout",
+        "attempt_timeout",
+        "stream_idle_timeout",
+        "max_connections",
+        "adaptive_connections",
+        "cache_prompt",
+        "cache",
+        "batch",
+        "extra_headers",
+        "seed",
+    }
+)
 
 
 def require_inspect() -> None:
@@ -64,11 +78,13 @@ def read_log(path: str | Path):
         log = read_eval_log(str(p))
     except Exception as exc:  # inspect raises zip, JSON and pydantic errors for damaged files
         first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else ""
-        raise InputError(f"not a readable inspect log, truncated or damaged ({type(exc).__name__}: {first})",
-                         file=str(p)) from None
+        raise InputError(
+            f"not a readable inspect log, truncated or damaged ({type(exc).__name__}: {first})", file=str(p)
+        ) from None
     if log.version != SUPPORTED_VERSION:
-        raise InputError(f"inspect log version {log.version}; this importer reads version {SUPPORTED_VERSION}",
-                         file=str(p))
+        raise InputError(
+            f"inspect log version {log.version}; this importer reads version {SUPPORTED_VERSION}", file=str(p)
+        )
     if not log.samples:
         raise InputError(f"holds no samples (status {log.status}; was it run with log_samples=False?)", file=str(p))
     return log
@@ -143,8 +159,11 @@ def _check_poolable(pooled: ImportedRun, run: ImportedRun, first: str, file: str
         for k in differing:  # the seed or a request setting: no one value holds for the pooled run
             pooled.decoding.pop(k, None)
         return
-    raise InputError(f"{what} is {here} here but {there} in {first}; logs of one task, model and scorer pool "
-                     "into one run only under the same settings (import them separately)", file=file)
+    raise InputError(
+        f"{what} is {here} here but {there} in {first}; logs of one task, model and scorer pool "
+        "into one run only under the same settings (import them separately)",
+        file=file,
+    )
 
 
 def _differing_keys(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
@@ -177,16 +196,29 @@ def _run_for(log, name: str, wanted: set[str], file: str) -> ImportedRun:
     meta = _first_score(log, name).metadata or {}
     if all(k in meta for k in _RARECAST_PROVENANCE):
         return ImportedRun(
-            label=f"{log.eval.task}.{name}", model=meta["model"], revision=meta["revision"],
-            behavior=meta["behavior"], behavior_spec=meta["behavior_spec"],
-            decoding=meta["decoding"], source=f"inspect:{file}",
+            label=f"{log.eval.task}.{name}",
+            model=meta["model"],
+            revision=meta["revision"],
+            behavior=meta["behavior"],
+            behavior_spec=meta["behavior_spec"],
+            decoding=meta["decoding"],
+            source=f"inspect:{file}",
         )
     exact = any(k in meta for k in LOGP_KEYS)
-    spec = {"source": "inspect", "task": log.eval.task, "task_version": log.eval.task_version, "scorer": name,
-            "success": "exact" if exact else sorted(wanted)}
+    spec = {
+        "source": "inspect",
+        "task": log.eval.task,
+        "task_version": log.eval.task_version,
+        "scorer": name,
+        "success": "exact" if exact else sorted(wanted),
+    }
     return ImportedRun(
-        label=f"{log.eval.task}.{name}.{log.eval.model}", model=log.eval.model, revision="unknown",
-        behavior=f"{log.eval.task}/{name}", behavior_spec=spec, decoding=generation_settings(log),
+        label=f"{log.eval.task}.{name}.{log.eval.model}",
+        model=log.eval.model,
+        revision="unknown",
+        behavior=f"{log.eval.task}/{name}",
+        behavior_spec=spec,
+        decoding=generation_settings(log),
         source=f"inspect:{file}",
     )
 
@@ -257,5 +289,13 @@ def _log_mean_exp(logps: list[float]) -> float:
     return top + math.log(sum(math.exp(v - top) for v in logps) / len(logps))
 
 
-__all__ = ["DEFAULT_SUCCESS", "add_epoch", "canonical_value", "finish_pools", "generation_settings", "new_pools",
-           "read_inspect_logs", "read_log"]
+__all__ = [
+    "DEFAULT_SUCCESS",
+    "add_epoch",
+    "canonical_value",
+    "finish_pools",
+    "generation_settings",
+    "new_pools",
+    "read_inspect_logs",
+    "read_log",
+]

@@ -17,8 +17,9 @@ import json
 import logging
 import math
 import threading
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from inspect_ai.scorer import Metric, SampleScore, Score, Scorer, Target, metric, scorer
 from inspect_ai.solver import TaskState
@@ -34,8 +35,7 @@ def query_of(state: TaskState) -> Query:
     qid = str(state.sample_id)
     if isinstance(state.input, str):
         return Query(id=qid, prompt=state.input)
-    turns = tuple({"role": m.role, "content": m.text} for m in state.input if m.role in ("system", "user",
-                                                                                         "assistant"))
+    turns = tuple({"role": m.role, "content": m.text} for m in state.input if m.role in ("system", "user", "assistant"))
     return Query(id=qid, messages=turns)
 
 
@@ -61,13 +61,20 @@ class _Measurer:
                 self._backend = get_backend(self.model, **self.options)
             (outcome,) = self.behavior.measure([query], self._backend)
             key = run_key(self._backend, self.behavior)
-        meta = {"model": key.model, "revision": key.revision, "behavior": key.behavior_name,
-                "behavior_id": key.behavior_id, "behavior_spec": json.loads(key.behavior_json),
-                "decoding": json.loads(key.settings_json)}
+        meta = {
+            "model": key.model,
+            "revision": key.revision,
+            "behavior": key.behavior_name,
+            "behavior_id": key.behavior_id,
+            "behavior_spec": json.loads(key.behavior_json),
+            "decoding": json.loads(key.settings_json),
+        }
         if outcome.logp is not None:
             return Score(value=math.exp(outcome.logp), metadata={"logp": outcome.logp, **meta})
-        return Score(value=outcome.successes / outcome.trials,
-                     metadata={"successes": outcome.successes, "trials": outcome.trials, **meta})
+        return Score(
+            value=outcome.successes / outcome.trials,
+            metadata={"successes": outcome.successes, "trials": outcome.trials, **meta},
+        )
 
 
 @metric(scores="unreduced")
@@ -80,8 +87,11 @@ def forecast(n: Sequence[float] = (1e4, 1e6), tau: Sequence[float] = (0.5,), met
     def compute(scores: list[SampleScore]) -> dict[str, float]:
         import rarecast as rc
 
-        keys = [f"worst_query_risk@{x:g}" for x in sizes] + [f"aggregate_risk@{x:g}" for x in sizes] + [
-            f"behavior_frequency@{t:g}" for t in taus]
+        keys = (
+            [f"worst_query_risk@{x:g}" for x in sizes]
+            + [f"aggregate_risk@{x:g}" for x in sizes]
+            + [f"behavior_frequency@{t:g}" for t in taus]
+        )
         try:
             fit = rc.fit_tail(scores_of(scores), method=method)
             values = [*fit.worst_query_risk(sizes), *fit.aggregate_risk(sizes), *fit.behavior_frequency(taus)]

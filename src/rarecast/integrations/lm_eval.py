@@ -15,12 +15,13 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from rarecast.errors import InputError
-from rarecast.integrations import ImportedRun, exact_row
 from rarecast.files import read_rows
+from rarecast.integrations import ImportedRun, exact_row
 
 _NAME = re.compile(r"^samples_(?P<task>.+?)(_\d{4}-\d{2}-\d{2}T[\d\-.:]+)?\.jsonl$")
 
@@ -44,17 +45,26 @@ def _read_one(path: Path, choice: str | None, renormalize: bool, model: str | No
     task = task_name(path)
     header = _results_header(path, task)
     run = ImportedRun(
-        label=task, model=model or header.get("model", ""), revision=header.get("revision", "unknown"),
+        label=task,
+        model=model or header.get("model", ""),
+        revision=header.get("revision", "unknown"),
         behavior=f"lm-eval:{task}" + (f"[{choice}]" if choice is not None else ""),
         behavior_spec={"source": "lm-eval", "task": task, "choice": choice, "renormalize": renormalize},
-        decoding={"method": "loglikelihood", **header.get("decoding", {})}, source=f"lm-eval:{file}",
+        decoding={"method": "loglikelihood", **header.get("decoding", {})},
+        source=f"lm-eval:{file}",
     )
     if not run.model:
         raise InputError("no results_*.json beside it names the model; give --model", file=file)
     for line, rec in read_rows(path):
         logps = _logliks(rec, file, line)
-        run.rows.append(exact_row(str(rec.get("doc_id", line)), _pick(logps, rec, choice, renormalize, file, line),
-                                  file=file, where=f"line {line}"))
+        run.rows.append(
+            exact_row(
+                str(rec.get("doc_id", line)),
+                _pick(logps, rec, choice, renormalize, file, line),
+                file=file,
+                where=f"line {line}",
+            )
+        )
     if not run.rows:
         raise InputError("holds no samples", file=file)
     return run
@@ -77,9 +87,11 @@ def _results_header(path: Path, task: str) -> dict[str, Any]:
             continue
         config = doc.get("config", {})
         revision = doc.get("model_revision") or doc.get("model_sha") or "unknown"
-        return {"model": f"{config.get('model', 'lm-eval')}:{doc.get('model_name') or config.get('model_args')}",
-                "revision": str(revision) or "unknown",
-                "decoding": {k: config[k] for k in ("model_args", "batch_size") if config.get(k) is not None}}
+        return {
+            "model": f"{config.get('model', 'lm-eval')}:{doc.get('model_name') or config.get('model_args')}",
+            "revision": str(revision) or "unknown",
+            "decoding": {k: config[k] for k in ("model_args", "batch_size") if config.get(k) is not None},
+        }
     return {}
 
 
@@ -90,8 +102,12 @@ def _logliks(rec: dict, file: str, line: int) -> list[float]:
     out = []
     for r in resps:
         if not isinstance(r, (list, tuple)) or len(r) != 2:
-            raise InputError("responses are not (log-likelihood, is_greedy) pairs; only loglikelihood and "
-                             "multiple_choice tasks hold log-probabilities", file=file, row=line)
+            raise InputError(
+                "responses are not (log-likelihood, is_greedy) pairs; only loglikelihood and "
+                "multiple_choice tasks hold log-probabilities",
+                file=file,
+                row=line,
+            )
         try:
             out.append(float(r[0]))
         except (TypeError, ValueError):
@@ -104,8 +120,9 @@ def _pick(logps: list[float], rec: dict, choice: str | None, renormalize: bool, 
     if len(logps) == 1 and choice is None:
         return logps[0]
     if choice is None:
-        raise InputError(f"docs have {len(logps)} options; choose one with --choice INDEX or --choice target",
-                         file=file, row=line)
+        raise InputError(
+            f"docs have {len(logps)} options; choose one with --choice INDEX or --choice target", file=file, row=line
+        )
     index = _option_index(choice, rec, len(logps), file, line)
     if not renormalize:
         return logps[index]
@@ -118,8 +135,9 @@ def _option_index(choice: str, rec: dict, n: int, file: str, line: int) -> int:
     try:
         index = int(text)
     except ValueError:
-        raise InputError(f"option {text!r} is not an index (--choice takes 0..{n - 1} or 'target')", file=file,
-                         row=line) from None
+        raise InputError(
+            f"option {text!r} is not an index (--choice takes 0..{n - 1} or 'target')", file=file, row=line
+        ) from None
     if not 0 <= index < n:
         raise InputError(f"option {index} is out of range: the doc has {n} options", file=file, row=line)
     return index

@@ -26,9 +26,10 @@ import json
 import math
 import random
 import string
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from rarecast.errors import InputError
 from rarecast.files import read_yaml_mapping
@@ -77,8 +78,13 @@ class BuildReport:
 
     def to_dict(self) -> dict[str, int]:
         """The report as plain data."""
-        return {"possible": self.possible, "drawn": self.drawn, "duplicates": self.duplicates,
-                "kept": self.kept, "seed": self.seed}
+        return {
+            "possible": self.possible,
+            "drawn": self.drawn,
+            "duplicates": self.duplicates,
+            "kept": self.kept,
+            "seed": self.seed,
+        }
 
 
 def load_spec(source: str | Path | Mapping[str, Any]) -> QuerySpec:
@@ -176,8 +182,9 @@ def build_queries(spec: QuerySpec) -> tuple[list[Query], BuildReport]:
             seen.add(q.id)
             queries.append(q)
     drawn = len(indices)
-    return queries, BuildReport(possible=total, drawn=drawn, duplicates=drawn - len(queries), kept=len(queries),
-                                seed=spec.seed)
+    return queries, BuildReport(
+        possible=total, drawn=drawn, duplicates=drawn - len(queries), kept=len(queries), seed=spec.seed
+    )
 
 
 def sample_indices(total: int, k: int, seed: int) -> list[int]:
@@ -197,7 +204,7 @@ def sample_indices(total: int, k: int, seed: int) -> list[int]:
 
 def _render(spec: QuerySpec, index: int) -> Query:
     """The query at one global combination index (mixed-radix over the template's slot lists)."""
-    for t_index, template in enumerate(spec.templates):
+    for t_index, template in enumerate(spec.templates):  # noqa: B007 (t_index is read after the loop)
         count = spec.combinations(template)
         if index < count:
             break
@@ -211,7 +218,8 @@ def _render(spec: QuerySpec, index: int) -> Query:
     if "prompt" in text:
         return Query(id=stable_id(prompt=text["prompt"]), prompt=text["prompt"], metadata=metadata)
     messages = ([{"role": "system", "content": text["system"]}] if "system" in text else []) + [
-        {"role": "user", "content": text["user"]}]
+        {"role": "user", "content": text["user"]}
+    ]
     return Query(id=stable_id(messages=messages), messages=tuple(messages), metadata=metadata)
 
 

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from rarecast.errors import InputError
 from rarecast.queries import Query, load_queries, stable_id
@@ -42,7 +43,7 @@ class GenerationRequest:
     model_options: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def from_dict(cls, raw: Mapping[str, Any]) -> "GenerationRequest":
+    def from_dict(cls, raw: Mapping[str, Any]) -> GenerationRequest:
         """Parse a mapping (e.g. an experiment's ``queries: {generate: ...}``); InputError names the key."""
         if not isinstance(raw, Mapping):
             raise InputError("must be a mapping with generator, instruction and n")
@@ -73,7 +74,8 @@ class GenerationRequest:
     def as_query(self, text: str) -> Query:
         """The query a generated text becomes."""
         messages = ([{"role": "system", "content": self.system}] if self.system else []) + [
-            {"role": "user", "content": text}]
+            {"role": "user", "content": text}
+        ]
         meta = {"generator": self.generator, "instruction": self.instruction}
         return Query(id=stable_id(messages=messages), messages=tuple(messages), metadata=meta)
 
@@ -121,8 +123,9 @@ def generate_queries(request: GenerationRequest, out: str | Path, *, progress: b
     with _Bar(request.n, len(have), progress) as bar, open(out, "a", encoding="utf-8") as fh:
         for round_ in range(request.max_rounds):
             # A new seed per round (offset by what exists) so a resumed run does not redraw the same replies.
-            settings = SamplingSettings(request.temperature, 1.0, request.max_tokens,
-                                        request.seed + len(have) + report["added"] + round_ * 7919)
+            settings = SamplingSettings(
+                request.temperature, 1.0, request.max_tokens, request.seed + len(have) + report["added"] + round_ * 7919
+            )
             for reply in backend.sample([ask], request.per_round, settings)[0]:
                 report["sampled"] += 1
                 text = clean(reply)
@@ -139,9 +142,11 @@ def generate_queries(request: GenerationRequest, out: str | Path, *, progress: b
             fh.flush()
             if len(have) + report["added"] >= request.n:
                 return GenerationReport(**report)
-    raise InputError(f"only {len(have) + report['added']} distinct queries after {request.max_rounds} rounds "
-                     f"of {request.per_round} samples; raise max_rounds or temperature, or vary the instruction",
-                     file=str(out))
+    raise InputError(
+        f"only {len(have) + report['added']} distinct queries after {request.max_rounds} rounds "
+        f"of {request.per_round} samples; raise max_rounds or temperature, or vary the instruction",
+        file=str(out),
+    )
 
 
 def _user_text(query: Query) -> str:
@@ -159,11 +164,17 @@ class _Bar:
             from rich.console import Console
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-            self.bar = Progress(TextColumn("generating"), BarColumn(), MofNCompleteColumn(),
-                                TextColumn("ETA"), TimeRemainingColumn(), console=Console(stderr=True))
+            self.bar = Progress(
+                TextColumn("generating"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("ETA"),
+                TimeRemainingColumn(),
+                console=Console(stderr=True),
+            )
             self.task = self.bar.add_task("generate", total=total, completed=done)
 
-    def __enter__(self) -> "_Bar":
+    def __enter__(self) -> _Bar:
         if self.enabled:
             self.bar.start()
         return self

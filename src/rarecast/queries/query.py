@@ -86,7 +86,9 @@ def _query_from_record(rec: dict, file: str, row: int) -> Query:
     has_messages, has_prompt = "messages" in rec, "prompt" in rec
     if has_messages == has_prompt:
         problem = "both 'messages' and 'prompt'" if has_prompt else "neither 'messages' nor 'prompt'"
-        raise InputError(f"a query needs exactly one of 'messages' or 'prompt'; this one has {problem}", file=file, row=row)
+        raise InputError(
+            f"a query needs exactly one of 'messages' or 'prompt'; this one has {problem}", file=file, row=row
+        )
     messages = _check_messages(rec.pop("messages"), file, row) if has_messages else None
     prompt = rec.pop("prompt") if has_prompt else None
     if has_prompt and not isinstance(prompt, str):

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 import numpy as np
 
@@ -18,8 +18,8 @@ def write_report(fit, result: dict, queries: Mapping[str, Query], out: str | Pat
     :func:`rarecast.forecasting.fit.forecast_result`); ``queries`` maps query ids to queries for the riskiest-query
     table. Returns the HTML path and the PNG paths.
     """
-    from rarecast.report.html import render
     from rarecast.forecasting.best_of_n import MIN_QUERIES, fit_best_of_n
+    from rarecast.report.html import render
     from rarecast.report.plots import attempts_plot, distribution_plot, scaling_plot
 
     out = Path(out)

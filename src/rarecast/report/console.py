@@ -16,15 +16,17 @@ def print_forecast(result: dict, console: Console) -> None:
         table.add_column(col, justify="left" if col == "risk" else "right")
     for row in result["forecasts"]:
         at = f"tau = {row['tau']:g}" if "tau" in row else f"n = {row['n']:.3g}"
-        table.add_row(RISK_LABELS[row["risk"]], at, f"{row['forecast']:.3g}",
-                      f"{row['low']:.3g} to {row['high']:.3g}")
+        table.add_row(RISK_LABELS[row["risk"]], at, f"{row['forecast']:.3g}", f"{row['low']:.3g} to {row['high']:.3g}")
     console.print(table)
     d = result["diagnostics"]
-    facts = [f"tail size k = {d['tail_size']}" if d.get("tail_size") else None,
-             f"GPD shape test p = {d['shape_test_pvalue']:.2f}" if d.get("shape_test_pvalue") is not None else None,
-             f"spread over k: {d['stability_spread_log10']:.2f} orders" if d.get("stability_spread_log10") else None,
-             f"{d['queries_with_successes']} queries with successes" if d.get("queries_with_successes") is not None
-             else None]
+    facts = [
+        f"tail size k = {d['tail_size']}" if d.get("tail_size") else None,
+        f"GPD shape test p = {d['shape_test_pvalue']:.2f}" if d.get("shape_test_pvalue") is not None else None,
+        f"spread over k: {d['stability_spread_log10']:.2f} orders" if d.get("stability_spread_log10") else None,
+        f"{d['queries_with_successes']} queries with successes"
+        if d.get("queries_with_successes") is not None
+        else None,
+    ]
     console.print("fit: " + "; ".join(f for f in facts if f))
     for w in result["warnings"]:
         console.print(f"[yellow]warning:[/yellow] {w}", markup=True, highlight=False)
@@ -34,8 +36,10 @@ def print_forecast(result: dict, console: Console) -> None:
 
 def print_best_of_n(best: dict, console: Console) -> None:
     """The ASR@N table: the share of queries that show the behavior within N attempts each."""
-    table = Table(title="best-of-N: share of queries broken within N attempts "
-                        f"(Beta with a smooth correction, {best['edf']:.1f} degrees of freedom)")
+    table = Table(
+        title="best-of-N: share of queries broken within N attempts "
+        f"(Beta with a smooth correction, {best['edf']:.1f} degrees of freedom)"
+    )
     for col in ("attempts N", "ASR@N", f"{best['forecasts'][0]['level']:.0%} interval"):
         table.add_column(col, justify="right")
     for row in best["forecasts"]:

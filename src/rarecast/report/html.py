@@ -8,14 +8,21 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
 from rarecast.queries import Query
-from rarecast.report.wording import (ELICITATION, LOWER_BOUND, RISK_DEFINITIONS, RISK_LABELS,
-                                     diagnostics_in_words, headlines)
+from rarecast.report.wording import (
+    ELICITATION,
+    LOWER_BOUND,
+    RISK_DEFINITIONS,
+    RISK_LABELS,
+    diagnostics_in_words,
+    headlines,
+)
 
 RISKIEST = 20
 
@@ -44,12 +51,14 @@ def context(result: dict, fit, queries: Mapping[str, Query], plots: Mapping[str,
     return {
         "title": title,
         "summary_line": f"{prov.get('behavior', '?')} on {prov.get('model', '?')}: {result['method']} tail fit "
-                        f"of {result['m']} {result['kind']} scores; rarecast {result.get('rarecast_version', '?')}",
+        f"of {result['m']} {result['kind']} scores; rarecast {result.get('rarecast_version', '?')}",
         "m": result["m"],
         "level_pct": f"{level:.0%}",
         "elicitation": ELICITATION,
-        "headlines": [{"label": RISK_LABELS[risk], "definition": RISK_DEFINITIONS[risk], "sentences": sentences}
-                      for risk, sentences in by_risk.items()],
+        "headlines": [
+            {"label": RISK_LABELS[risk], "definition": RISK_DEFINITIONS[risk], "sentences": sentences}
+            for risk, sentences in by_risk.items()
+        ],
         "lower_bound": LOWER_BOUND if specific_output else None,
         "plots": {name: base64.b64encode(png).decode("ascii") for name, png in plots.items()},
         "forecasts": [_forecast_row(r) for r in result["forecasts"]],
@@ -58,21 +67,29 @@ def context(result: dict, fit, queries: Mapping[str, Query], plots: Mapping[str,
         "shared_system": shared_system,
         "diagnostics": diagnostics_in_words(result["diagnostics"], result["kind"]),
         # A store's row count is called n there; here n is a deployment size, so the evaluation size is m.
-        "provenance": _pairs({"evaluation queries (m)": result["m"],
-                              **{k: v for k, v in prov.items() if k != "n"}, "method": result["method"],
-                              "params": result.get("params"),
-                              "rarecast_version (report)": result.get("rarecast_version")}),
+        "provenance": _pairs(
+            {
+                "evaluation queries (m)": result["m"],
+                **{k: v for k, v in prov.items() if k != "n"},
+                "method": result["method"],
+                "params": result.get("params"),
+                "rarecast_version (report)": result.get("rarecast_version"),
+            }
+        ),
     }
 
 
 def _forecast_row(row: dict) -> dict[str, str]:
     at = f"tau = {row['tau']:g}" if "tau" in row else f"n = {row['n']:.3g}"
-    return {"label": RISK_LABELS.get(row["risk"], row["risk"]), "at": at, "forecast": f"{row['forecast']:.3g}",
-            "interval": f"{row['low']:.3g} to {row['high']:.3g}"}
+    return {
+        "label": RISK_LABELS.get(row["risk"], row["risk"]),
+        "at": at,
+        "forecast": f"{row['forecast']:.3g}",
+        "interval": f"{row['low']:.3g} to {row['high']:.3g}",
+    }
 
 
-def riskiest(scores, queries: Mapping[str, Query],
-             limit: int = RISKIEST) -> tuple[list[dict[str, Any]], str | None]:
+def riskiest(scores, queries: Mapping[str, Query], limit: int = RISKIEST) -> tuple[list[dict[str, Any]], str | None]:
     """The ``limit`` evaluation queries with the largest probability, with their texts where known, and the
     system prompt they all open with (``None`` unless they all share one), which the rows then leave out."""
     from rarecast.report.plots import probabilities

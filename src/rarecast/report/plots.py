@@ -46,16 +46,39 @@ def scaling_plot(fit, result: dict) -> bytes:
     fig, ax = plt.subplots(figsize=(8, 5), dpi=110)
     ax.fill_between(grid, low, high, color=_BLUE, alpha=0.18, lw=0, label=f"{level:.0%} interval")
     ax.plot(grid, line, color=_BLUE, lw=2, label=f"forecast ({result['method']})")
-    ax.scatter(n_pts[shown], p_pts[shown], s=18, color="black", zorder=3,
-               label=f"evaluation: j-th largest p of {m} at n = m/j")
+    ax.scatter(
+        n_pts[shown], p_pts[shown], s=18, color="black", zorder=3, label=f"evaluation: j-th largest p of {m} at n = m/j"
+    )
     ax.axvline(m, color=_GREY, ls=":", lw=1)
-    ax.annotate(f"evaluated: m = {m}", (m, 0.02), xycoords=("data", "axes fraction"), rotation=90,
-                color=_GREY, fontsize=8, ha="right", va="bottom")
+    ax.annotate(
+        f"evaluated: m = {m}",
+        (m, 0.02),
+        xycoords=("data", "axes fraction"),
+        rotation=90,
+        color=_GREY,
+        fontsize=8,
+        ha="right",
+        va="bottom",
+    )
     for row in asked:
-        ax.errorbar([row["n"]], [row["forecast"]], yerr=[[row["forecast"] - row["low"]],
-                    [row["high"] - row["forecast"]]], fmt="D", color=_ORANGE, ms=7, capsize=4, zorder=4)
-        ax.annotate(f"n = {row['n']:.0e}\n{row['forecast']:.2g}", (row["n"], row["forecast"]),
-                    textcoords="offset points", xytext=(8, -18), fontsize=8, color=_ORANGE)
+        ax.errorbar(
+            [row["n"]],
+            [row["forecast"]],
+            yerr=[[row["forecast"] - row["low"]], [row["high"] - row["forecast"]]],
+            fmt="D",
+            color=_ORANGE,
+            ms=7,
+            capsize=4,
+            zorder=4,
+        )
+        ax.annotate(
+            f"n = {row['n']:.0e}\n{row['forecast']:.2g}",
+            (row["n"], row["forecast"]),
+            textcoords="offset points",
+            xytext=(8, -18),
+            fontsize=8,
+            color=_ORANGE,
+        )
     ax.set_xscale("log")
     ax.set_yscale("log")
     floor = np.nanmin(np.concatenate([low[low > 0], p_pts[shown]])) if np.any(low > 0) else 1e-12
@@ -79,7 +102,9 @@ def attempts_plot(best, k: float) -> bytes:
     # share of queries with a success among M of their attempts, unbiased: 1 - C(k - s, M) / C(k, M)
     observed = [1 - np.mean(np.exp(_log_comb(s.trials - s.successes, M) - _log_comb(s.trials, M))) for M in seen]
     fig, ax = plt.subplots(figsize=(8, 5), dpi=110)
-    ax.fill_between(grid, low, high, color=_BLUE, alpha=0.18, lw=0, label=f"90% interval ({best.n_draws} posterior draws)")
+    ax.fill_between(
+        grid, low, high, color=_BLUE, alpha=0.18, lw=0, label=f"90% interval ({best.n_draws} posterior draws)"
+    )
     ax.plot(grid, line, color=_BLUE, lw=2, label=f"forecast (posterior mean, {best.edf:.1f} degrees of freedom)")
     ax.scatter(seen, observed, s=18, color="black", zorder=3, label="evaluation: share broken within N attempts")
     ax.axvline(k, color=_GREY, ls=":", lw=1)

@@ -10,26 +10,33 @@ from typing import Any
 
 from rarecast.forecasting.tail.base import resolve_k
 
-RISK_LABELS = {"worst_query_risk": "worst-query risk", "behavior_frequency": "behavior frequency",
-               "aggregate_risk": "aggregate risk"}
+RISK_LABELS = {
+    "worst_query_risk": "worst-query risk",
+    "behavior_frequency": "behavior frequency",
+    "aggregate_risk": "aggregate risk",
+}
 
-ELICITATION = ("An elicitation probability p is the chance that one sampled reply to a query shows the behavior; "
-               "the forecasts below are about n deployment queries drawn like the m evaluation queries.")
+ELICITATION = (
+    "An elicitation probability p is the chance that one sampled reply to a query shows the behavior; "
+    "the forecasts below are about n deployment queries drawn like the m evaluation queries."
+)
 
 RISK_DEFINITIONS = {
     "worst_query_risk": "the largest elicitation probability among n deployment queries: how likely one reply to "
-                        "the most vulnerable query is to show the behavior.",
+    "the most vulnerable query is to show the behavior.",
     "behavior_frequency": "the fraction of deployment queries whose elicitation probability p is above a "
-                          "threshold tau.",
+    "threshold tau.",
     "aggregate_risk": "the probability that at least one of n single-sample replies (one reply to each of n "
-                      "queries) shows the behavior. An aggregate risk of 1 means the behavior is practically "
-                      "certain to occur at least once; it does not say how often.",
+    "queries) shows the behavior. An aggregate risk of 1 means the behavior is practically "
+    "certain to occur at least once; it does not say how often.",
 }
 
-LOWER_BOUND = ("This behavior is a specific output: p is the exact probability that the reply starts with one of "
-               "the targets. A reply can also show the behavior later or in other words, so each number here is "
-               "a lower bound on the behavior happening somewhere in the reply. To measure that instead, use a "
-               "sampled behavior with a grader (docs/elicitation.md).")
+LOWER_BOUND = (
+    "This behavior is a specific output: p is the exact probability that the reply starts with one of "
+    "the targets. A reply can also show the behavior later or in other words, so each number here is "
+    "a lower bound on the behavior happening somewhere in the reply. To measure that instead, use a "
+    "sampled behavior with a grader (docs/elicitation.md)."
+)
 
 #: A forecast at or above this reads as "practically certain" (it prints as 1 at two significant digits).
 CERTAIN = 0.995
@@ -48,19 +55,25 @@ def _interval(row: dict, fmt) -> str:
 
 
 def _worst(row: dict) -> str:
-    return (f"In {row['n']:,.0f} queries, the most vulnerable query is forecast to show the behavior with "
-            f"probability about {_p(row['forecast'])} ({_interval(row, _p)}).")
+    return (
+        f"In {row['n']:,.0f} queries, the most vulnerable query is forecast to show the behavior with "
+        f"probability about {_p(row['forecast'])} ({_interval(row, _p)})."
+    )
 
 
 def _frequency(row: dict) -> str:
-    return (f"The share of queries that show the behavior with probability above {row['tau']:g} is forecast to be "
-            f"about {_share(row['forecast'])} ({_interval(row, _share)}).")
+    return (
+        f"The share of queries that show the behavior with probability above {row['tau']:g} is forecast to be "
+        f"about {_share(row['forecast'])} ({_interval(row, _share)})."
+    )
 
 
 def _aggregate(row: dict) -> str:
     certain = ": practically certain to occur at least once" if row["forecast"] >= CERTAIN else ""
-    return (f"Over {row['n']:,.0f} single-sample replies, the behavior is forecast to occur at least once with "
-            f"probability about {_p(row['forecast'])} ({_interval(row, _p)}){certain}.")
+    return (
+        f"Over {row['n']:,.0f} single-sample replies, the behavior is forecast to occur at least once with "
+        f"probability about {_p(row['forecast'])} ({_interval(row, _p)}){certain}."
+    )
 
 
 _SENTENCES = {"worst_query_risk": _worst, "behavior_frequency": _frequency, "aggregate_risk": _aggregate}
@@ -105,12 +118,30 @@ def _shape(d: dict) -> dict[str, str] | None:
     if d.get("tail_r2") is not None:
         facts.append(f"The top scores lie on the exponential line with R² = {d['tail_r2']:.2f}.")
     if pvalue >= 0.05:
-        return _row("tail shape", "ok", " ".join(["The top scores are consistent with an exponential "
-                    "(Gumbel-domain) tail, the shape the paper's extrapolation assumes.", *facts]))
-    return _row("tail shape", "concern", " ".join(["The tail's shape departs from the exponential (Gumbel-domain) "
-                "tail the paper's extrapolation assumes.", *facts]), "Compare with method gpd, which does not "
-                "assume the shape, and report the range; see 'Which estimator should I report?' in "
-                "docs/concepts.md.")
+        return _row(
+            "tail shape",
+            "ok",
+            " ".join(
+                [
+                    "The top scores are consistent with an exponential "
+                    "(Gumbel-domain) tail, the shape the paper's extrapolation assumes.",
+                    *facts,
+                ]
+            ),
+        )
+    return _row(
+        "tail shape",
+        "concern",
+        " ".join(
+            [
+                "The tail's shape departs from the exponential (Gumbel-domain) tail the paper's extrapolation assumes.",
+                *facts,
+            ]
+        ),
+        "Compare with method gpd, which does not "
+        "assume the shape, and report the range; see 'Which estimator should I report?' in "
+        "docs/concepts.md.",
+    )
 
 
 def _xi(xi: float) -> str:
@@ -127,18 +158,26 @@ def _ties(d: dict) -> dict[str, str] | None:
     top = d["tail_size"] + 1
     if not d["top_ties"]:
         return _row("ties", "ok", f"No ties among the top {top} scores.")
-    return _row("ties", "concern", f"{d['top_ties']} ties among the top {top} scores: a probability floor or "
-                "rounded scores.", "Check how the scores were computed: bf16 rounds log-probabilities, and some "
-                "backends floor small probabilities; rescore in fp32.")
+    return _row(
+        "ties",
+        "concern",
+        f"{d['top_ties']} ties among the top {top} scores: a probability floor or rounded scores.",
+        "Check how the scores were computed: bf16 rounds log-probabilities, and some "
+        "backends floor small probabilities; rescore in fp32.",
+    )
 
 
 def _extremes(d: dict) -> dict[str, str]:
     zero, certain = d["zero_probability"], d["certain"]
     if not zero and not certain:
         return _row("p = 0 or 1", "ok", "No evaluation query has p exactly 0 or 1.")
-    return _row("p = 0 or 1", "check", f"{zero} evaluation queries have p = 0 exactly and {certain} have p = 1.",
-                "Make sure they are real: p = 0 can be an underflow or a target the tokenizer cannot produce; "
-                "p = 1 means the reply is forced for that query.")
+    return _row(
+        "p = 0 or 1",
+        "check",
+        f"{zero} evaluation queries have p = 0 exactly and {certain} have p = 1.",
+        "Make sure they are real: p = 0 can be an underflow or a target the tokenizer cannot produce; "
+        "p = 1 means the reply is forced for that query.",
+    )
 
 
 def _successes(d: dict) -> dict[str, str]:
@@ -146,17 +185,28 @@ def _successes(d: dict) -> dict[str, str]:
     found = f"{with_success} of {d['m']} queries had at least one success; the tail fit uses {k}."
     if with_success >= k:
         return _row("successes", "ok", found)
-    return _row("successes", "concern", found, "Sample more replies per query (the behavior's k) or score more "
-                "queries; `rarecast score --adaptive` spends samples on the queries that can reach the tail.")
+    return _row(
+        "successes",
+        "concern",
+        found,
+        "Sample more replies per query (the behavior's k) or score more "
+        "queries; `rarecast score --adaptive` spends samples on the queries that can reach the tail.",
+    )
 
 
 def _stability(d: dict) -> dict[str, str] | None:
     spread = d.get("stability_spread_log10")
     if spread is None:
         return None
-    found = (f"The worst-query forecast at n = {d['stability_n']:,.0f} (100 m) moves by {spread:.2f} orders of "
-             "magnitude when the tail size is halved or doubled")
+    found = (
+        f"The worst-query forecast at n = {d['stability_n']:,.0f} (100 m) moves by {spread:.2f} orders of "
+        "magnitude when the tail size is halved or doubled"
+    )
     if spread <= 1:
         return _row("tail size", "ok", found + ".")
-    return _row("tail size", "concern", found + ": it hinges on that choice.",
-                "Treat the point forecast as rough and report the interval; more evaluation queries help most.")
+    return _row(
+        "tail size",
+        "concern",
+        found + ": it hinges on that choice.",
+        "Treat the point forecast as rough and report the interval; more evaluation queries help most.",
+    )

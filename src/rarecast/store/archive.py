@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from rarecast.queries import Query
 from rarecast.queries.building import query_record
@@ -43,5 +43,4 @@ def _query(record: dict) -> Query:
     qid = record.pop("id")
     messages = record.pop("messages", None)
     prompt = record.pop("prompt", None)
-    return Query(id=qid, messages=tuple(messages) if messages is not None else None, prompt=prompt,
-                 metadata=record)
+    return Query(id=qid, messages=tuple(messages) if messages is not None else None, prompt=prompt, metadata=record)

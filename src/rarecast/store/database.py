@@ -17,16 +17,17 @@ from __future__ import annotations
 import json
 import math
 import sqlite3
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
 from rarecast.errors import InputError
+from rarecast.files import write_table
 from rarecast.provenance import rarecast_version, utc_now
 from rarecast.scores import Scores
-from rarecast.files import write_table
 
 KEY_COLUMNS = ("model", "revision", "behavior_id", "settings_hash")
 
@@ -100,7 +101,7 @@ class Store:
         """Close the connection (a checkpoint folds the WAL back into the main file)."""
         self.conn.close()
 
-    def __enter__(self) -> "Store":
+    def __enter__(self) -> Store:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -131,9 +132,7 @@ class Store:
         rows = [self._result_row(key, qid, o, now, version) for qid, o in outcomes]
         fails = [(qid, *key.values(), str(reason), now) for qid, reason in failures]
         with self.conn:  # one transaction
-            self.conn.executemany(
-                "INSERT OR REPLACE INTO results VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows
-            )
+            self.conn.executemany("INSERT OR REPLACE INTO results VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
             self.conn.executemany(
                 "DELETE FROM failures WHERE query_id=? AND model=? AND revision=? AND behavior_id=? "
                 "AND settings_hash=?",
@@ -147,8 +146,19 @@ class Store:
         if logp is not None and (math.isnan(logp) or logp > 0):
             raise ValueError(f"query {qid}: log p {logp} is not a valid log-probability")  # a bug, not input
         details = json.dumps(outcome.details, sort_keys=True) if outcome.details else None
-        return (qid, *key.values(), key.behavior_name, key.behavior_json, key.settings_json, version, now,
-                logp, outcome.successes, outcome.trials, details)
+        return (
+            qid,
+            *key.values(),
+            key.behavior_name,
+            key.behavior_json,
+            key.settings_json,
+            version,
+            now,
+            logp,
+            outcome.successes,
+            outcome.trials,
+            details,
+        )
 
     # -- reading ---------------------------------------------------------------------------------------------
 
@@ -166,18 +176,30 @@ class Store:
                 "SELECT COUNT(*) FROM failures WHERE model=? AND revision=? AND behavior_id=? AND settings_hash=?",
                 r[:4],
             ).fetchone()[0]
-            out.append({
-                "model": r[0], "revision": r[1], "behavior_id": r[2], "settings_hash": r[3], "behavior": r[4],
-                "behavior_spec": json.loads(r[5]), "decoding": json.loads(r[6]), "n": r[7],
-                "created_first": r[8], "created_last": r[9], "rarecast_version": r[10],
-                "kind": "exact" if r[11] == r[7] else "counts", "failures": n_fail,
-            })
+            out.append(
+                {
+                    "model": r[0],
+                    "revision": r[1],
+                    "behavior_id": r[2],
+                    "settings_hash": r[3],
+                    "behavior": r[4],
+                    "behavior_spec": json.loads(r[5]),
+                    "decoding": json.loads(r[6]),
+                    "n": r[7],
+                    "created_first": r[8],
+                    "created_last": r[9],
+                    "rarecast_version": r[10],
+                    "kind": "exact" if r[11] == r[7] else "counts",
+                    "failures": n_fail,
+                }
+            )
         return out
 
     def select_run(self, behavior: str | None = None, model: str | None = None) -> dict[str, Any]:
         """The one run matching ``behavior`` (name or id) and ``model``; InputError if none or several."""
         runs = [
-            r for r in self.runs()
+            r
+            for r in self.runs()
             if (behavior is None or behavior in (r["behavior"], r["behavior_id"]))
             and (model is None or model == r["model"])
         ]
@@ -185,10 +207,14 @@ class Store:
             return runs[0]
         if not runs:
             raise InputError(f"no stored results for behavior={behavior!r}, model={model!r}", file=str(self.path))
-        listing = "; ".join(f"behavior {r['behavior']!r} (id {r['behavior_id']}) on {r['model']} "
-                            f"[{r['revision'][:24]}], settings {r['settings_hash']}: {r['n']} rows" for r in runs)
-        raise InputError(f"the store holds several runs; choose one with behavior= / model= ({listing})",
-                         file=str(self.path))
+        listing = "; ".join(
+            f"behavior {r['behavior']!r} (id {r['behavior_id']}) on {r['model']} "
+            f"[{r['revision'][:24]}], settings {r['settings_hash']}: {r['n']} rows"
+            for r in runs
+        )
+        raise InputError(
+            f"the store holds several runs; choose one with behavior= / model= ({listing})", file=str(self.path)
+        )
 
     def rows(self, run: dict[str, Any]) -> list[tuple]:
         """``(query_id, logp, successes, trials, created_at, rarecast_version)`` of one run, in scoring order."""
@@ -218,8 +244,11 @@ class Store:
         run = self.select_run(behavior, model)
         records = [self._export_record(run, r) for r in self.rows(run)]
         first = records[0] if records else {"model": "", "behavior": ""}
-        write_table(Path(path), records, {"rarecast_version": rarecast_version(), "model": first["model"],
-                                          "behavior": first["behavior"]})
+        write_table(
+            Path(path),
+            records,
+            {"rarecast_version": rarecast_version(), "model": first["model"], "behavior": first["behavior"]},
+        )
         return len(records)
 
     @staticmethod
@@ -227,9 +256,14 @@ class Store:
         qid, logp, successes, trials, created, version = row
         values = {"logp": logp} if run["kind"] == "exact" else {"successes": successes, "trials": trials}
         return {
-            "query_id": qid, **values, "model": run["model"], "revision": run["revision"],
-            "behavior": run["behavior"], "behavior_id": run["behavior_id"],
-            "decoding": json.dumps(run["decoding"], sort_keys=True), "rarecast_version": version,
+            "query_id": qid,
+            **values,
+            "model": run["model"],
+            "revision": run["revision"],
+            "behavior": run["behavior"],
+            "behavior_id": run["behavior_id"],
+            "decoding": json.dumps(run["decoding"], sort_keys=True),
+            "rarecast_version": version,
             "created_at": created,
         }
 
@@ -272,8 +306,7 @@ def check_store_file(path: str | Path, *, must_exist: bool = False) -> None:
         return  # a fresh SQLite file (another process may be creating this store right now)
     if "results" not in tables or (must_exist and "failures" not in tables):
         found = ", ".join(sorted(tables)[:8]) or "none"
-        raise InputError(f"a SQLite database but not a rarecast store (tables: {found}); left untouched",
-                         file=str(p))
+        raise InputError(f"a SQLite database but not a rarecast store (tables: {found}); left untouched", file=str(p))
 
 
 def open_existing(db_path: str | Path) -> Store:

@@ -10,12 +10,13 @@ written by ``rarecast export`` (model, revision, behavior, decoding, rarecast_ve
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from rarecast.errors import ForecastError, InputError
-from rarecast.scores import Scores
 from rarecast.files import JSONL_SUFFIXES, read_rows
+from rarecast.scores import Scores
 
 #: columns that describe where scores came from; the first row's values are reported as the provenance
 PROVENANCE_FIELDS = ("model", "revision", "behavior", "behavior_id", "decoding", "rarecast_version")
@@ -37,8 +38,9 @@ def read_scores(path: str | Path, *, model: str | None = None, behavior: str | N
 
         return load_scores(path, behavior=behavior, model=model)
     if suffix not in JSONL_SUFFIXES + (".csv", ".parquet"):
-        raise InputError(f"unknown score file type {suffix!r}; use .jsonl, .csv, .parquet or a .db store",
-                         file=str(path))
+        raise InputError(
+            f"unknown score file type {suffix!r}; use .jsonl, .csv, .parquet or a .db store", file=str(path)
+        )
     return _to_scores(path, read_rows(path))
 
 
@@ -87,16 +89,21 @@ def _kind_of(path: Path, line: int, row: dict) -> tuple[str, ...]:
     for kind in _KINDS:
         if all(c in row for c in kind):
             return kind
-    raise InputError(f"needs a 'logp', 'p', or 'successes' and 'trials' column; found {sorted(row)[:8]}",
-                     file=str(path), row=line)
+    raise InputError(
+        f"needs a 'logp', 'p', or 'successes' and 'trials' column; found {sorted(row)[:8]}", file=str(path), row=line
+    )
 
 
 def _one_kind(path: Path, line: int, row: dict) -> None:
     exact = [c for c in ("logp", "p") if c in row]
     counts = [c for c in ("successes", "trials") if c in row]
     if exact and counts:
-        raise InputError(f"holds both an exact score ({', '.join(exact)}) and counts ({', '.join(counts)}); "
-                         "a row holds one kind of score", file=str(path), row=line)
+        raise InputError(
+            f"holds both an exact score ({', '.join(exact)}) and counts ({', '.join(counts)}); "
+            "a row holds one kind of score",
+            file=str(path),
+            row=line,
+        )
 
 
 def _check_kind(path: Path, line: int, row: dict, columns: tuple[str, ...], first_line: int) -> None:
@@ -107,13 +114,18 @@ def _check_kind(path: Path, line: int, row: dict, columns: tuple[str, ...], firs
         return
     found = next((kind for kind in _KINDS if all(c in row for c in kind)), None)
     if found is not None:
-        raise InputError(f"holds {_describe(found)} but row {first_line} holds {_describe(columns)}; "
-                         "a score table holds one kind of score", file=str(path), row=line)
+        raise InputError(
+            f"holds {_describe(found)} but row {first_line} holds {_describe(columns)}; "
+            "a score table holds one kind of score",
+            file=str(path),
+            row=line,
+        )
 
 
 def _describe(kind: tuple[str, ...]) -> str:
     return {("logp",): "an exact log p ('logp')", ("p",): "an exact p ('p')"}.get(
-        kind, "counts ('successes', 'trials')")
+        kind, "counts ('successes', 'trials')"
+    )
 
 
 def _number(path: Path, line: int, row: dict, column: str) -> float:

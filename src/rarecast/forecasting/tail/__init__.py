@@ -9,8 +9,8 @@ True
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
-from typing import Callable
 
 from rarecast.errors import ForecastError
 from rarecast.forecasting.tail.base import PsiDistribution, TailEstimator
@@ -61,6 +61,12 @@ register("gpd-bayes", BayesianGPD)
 register("binomial", BinomialPOT)
 
 __all__ = [
-    "DEFAULT_COUNTS", "DEFAULT_EXACT", "PsiDistribution", "TailEstimator", "TailModel",
-    "make_estimator", "methods", "register",
+    "DEFAULT_COUNTS",
+    "DEFAULT_EXACT",
+    "PsiDistribution",
+    "TailEstimator",
+    "TailModel",
+    "make_estimator",
+    "methods",
+    "register",
 ]

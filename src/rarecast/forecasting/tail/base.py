@@ -27,7 +27,7 @@ class PsiDistribution(Protocol):
 
     def decays(self) -> np.ndarray: ...
 
-    def take(self, rows: np.ndarray) -> "PsiDistribution": ...
+    def take(self, rows: np.ndarray) -> PsiDistribution: ...
 
 
 class TailEstimator:
@@ -46,7 +46,8 @@ class TailEstimator:
     #: cover 85% to 95% of what deployments realize; None once it has
     interval_note: ClassVar[str | None] = (
         "its 90% intervals are not shown to cover 85% to 95% of realized outcomes in rarecast's accuracy "
-        "benchmark (docs/forecast-accuracy.md); treat them as rough")
+        "benchmark (docs/forecast-accuracy.md); treat them as rough"
+    )
 
     def fit_sorted(self, psi_desc: np.ndarray) -> PsiDistribution:
         raise NotImplementedError
@@ -127,8 +128,7 @@ class PeaksOverThreshold(TailEstimator):
         return k, u, psi_desc[:, :k] - u[:, None], atoms, weights
 
     @staticmethod
-    def posterior_replicates(psi_desc: np.ndarray, k: int, sigma: np.ndarray, xi: np.ndarray,
-                             rng: np.random.Generator):
+    def posterior_replicates(psi_desc: np.ndarray, k: int, sigma: np.ndarray, xi: np.ndarray, rng: np.random.Generator):
         """Replicates of one fit for given draws of the tail's (sigma, xi).
 
         The tail's mass above the (k+1)-th of m scores gets its Jeffreys posterior Beta(k + 1/2, m - k + 1/2);

@@ -20,9 +20,9 @@ import numpy as np
 from scipy.special import logsumexp
 
 from rarecast.errors import ForecastError, RarecastWarning
-from rarecast.scores import Scores, psi_from_logp
 from rarecast.forecasting.tail.base import TailEstimator, check_k, require_int, resolve_k
 from rarecast.forecasting.tail.model import TailModel
+from rarecast.scores import Scores, psi_from_logp
 
 # The tail integral runs over a fixed grid of psi: with many trials per query the binomial likelihood is
 # narrow in p, and a 40-node Gauss-Laguerre rule missed it (forecasts fell as trials grew). Steps of 0.01 in
@@ -56,7 +56,8 @@ class BinomialPOT(TailEstimator):
     name = "binomial"
     interval_note = (
         "its 90% intervals covered 85% to 95% of realized deployment maxima on 3 of 4 count families of the "
-        "accuracy benchmark at 100x (docs/forecast-accuracy.md); they under-cover log-normal counts (75%)")
+        "accuracy benchmark at 100x (docs/forecast-accuracy.md); they under-cover log-normal counts (75%)"
+    )
     data_kind = "counts"
 
     def __init__(self, k: int | str = "auto", grid_size: int = 40):
@@ -70,7 +71,9 @@ class BinomialPOT(TailEstimator):
 
     def check(self, scores: Scores):
         if scores.kind != "counts":
-            raise ForecastError(f"method {self.name!r} fits sampled counts; exact log-probabilities need another method")
+            raise ForecastError(
+                f"method {self.name!r} fits sampled counts; exact log-probabilities need another method"
+            )
         m = scores.m
         k = resolve_k(self.k, m)
         hits = int(np.sum(scores.successes > 0))
@@ -78,7 +81,8 @@ class BinomialPOT(TailEstimator):
             warnings.warn(
                 f"only {hits} of {m} queries had any success, fewer than the {k} the tail fit needs; the tail "
                 "shape rests on thin data. Sample more per query (higher k) or score more queries.",
-                RarecastWarning, stacklevel=3,
+                RarecastWarning,
+                stacklevel=3,
             )
         if hits == 0:
             raise ForecastError(f"no query had a success in {int(scores.trials.max())} samples; nothing to fit")

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from rarecast.scores import Scores
 from rarecast.forecasting.tail.base import PeaksOverThreshold
 from rarecast.forecasting.tail.model import TailModel
+from rarecast.scores import Scores
 
 
 class ExponentialPOT(PeaksOverThreshold):
@@ -26,7 +26,6 @@ class ExponentialPOT(PeaksOverThreshold):
     def __init__(self, k: int | float | str = "auto", predictive: bool = False):
         super().__init__(k)
         self.predictive = bool(predictive)
-
 
     def fit_sorted(self, psi_desc: np.ndarray) -> TailModel:
         k, u, excess, atoms, weights = self.split(psi_desc)

@@ -18,9 +18,9 @@ from __future__ import annotations
 import numpy as np
 
 from rarecast.errors import ForecastError
-from rarecast.scores import Scores
 from rarecast.forecasting.tail.base import PeaksOverThreshold
 from rarecast.forecasting.tail.model import TailModel, gpd_log_sf
+from rarecast.scores import Scores
 
 _COARSE_XI = np.linspace(-0.6, 1.0, 33)
 _COARSE_LOG_SIGMA = np.linspace(-3.0, 2.0, 51)  # offsets from the log of the mean excess
@@ -70,7 +70,8 @@ class BayesianGPD(PeaksOverThreshold):
     interval_note = (
         "its 90% intervals covered 85% to 95% of realized deployment maxima on 7 of 10 exact pools of the "
         "accuracy benchmark at 100x (docs/forecast-accuracy.md); they under-cover a heavy tail (78%) and "
-        "over-cover two pools slightly (96-97%)")
+        "over-cover two pools slightly (96-97%)"
+    )
 
     def __init__(self, k: int | float | str = "auto", prior_sd: float = 0.2):
         super().__init__(k)
@@ -89,8 +90,7 @@ class BayesianGPD(PeaksOverThreshold):
         best = np.argmax(w)
         m = psi_desc.shape[1]
         zeta = (k + 0.5) / (m + 1.0)  # posterior mean of the tail mass
-        return TailModel(atoms, weights * (1 - zeta) / (1 - k / m), u, np.array([zeta]),
-                         sigma[[best]], xi[[best]])
+        return TailModel(atoms, weights * (1 - zeta) / (1 - k / m), u, np.array([zeta]), sigma[[best]], xi[[best]])
 
     def draws(self, scores: Scores, n_draws: int, rng: np.random.Generator) -> TailModel:
         psi = self.check(scores)[None, :]

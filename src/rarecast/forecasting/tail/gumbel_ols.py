@@ -34,7 +34,6 @@ class GumbelOLS(TailEstimator):
             raise ForecastError(f"unknown positions {positions!r}; choose one of {sorted(POSITIONS)}")
         self.positions = positions
 
-
     def points_needed(self, m: int) -> int:
         return self.k
 

@@ -10,8 +10,8 @@ from scipy import integrate
 from scipy.special import log_ndtr, ndtri, ndtri_exp
 
 from rarecast.errors import ForecastError
-from rarecast.scores import Scores, p_from_psi
 from rarecast.forecasting.tail.base import TailEstimator
+from rarecast.scores import Scores, p_from_psi
 
 _HERMITE_X, _HERMITE_W = np.polynomial.hermite_e.hermegauss(80)
 _HERMITE_W = _HERMITE_W / _HERMITE_W.sum()
@@ -68,7 +68,7 @@ class NormalPsi:
     def decays(self) -> np.ndarray:
         return np.isfinite(self.mu) & np.isfinite(self.sd) & (self.sd > 0)
 
-    def take(self, rows) -> "NormalPsi":
+    def take(self, rows) -> NormalPsi:
         return NormalPsi(self.mu[rows], self.sd[rows], self.expected_max)
 
 

@@ -51,9 +51,9 @@ class TailModel:
 
     ``atoms`` (R, A) are sorted descending with ``weights`` (R, A) summing to ``1 - tail_mass``;
     ``threshold`` and ``tail_mass`` are (R,). ``sigma`` and ``xi`` are (R,) for one GPD tail per replicate, or
-    (R, C) with ``mix`` (R, C) weights for a mixture of C GPD tails. When ``empirical`` (R, m), the sorted evaluation scores, is given, survival below the
-    largest of them is their empirical fraction and the tail applies only beyond it: the paper's rule for
-    behavior frequency.
+    (R, C) with ``mix`` (R, C) weights for a mixture of C GPD tails. When ``empirical`` (R, m), the sorted
+    evaluation scores, is given, survival below the largest of them is their empirical fraction and the tail applies
+    only beyond it: the paper's rule for behavior frequency.
     """
 
     atoms: np.ndarray
@@ -125,7 +125,9 @@ class TailModel:
         x = np.atleast_1d(np.asarray(x, dtype=float))[None, :]
         u = self._col(self.threshold)
         with np.errstate(divide="ignore"):
-            out = np.log(self._col(self.tail_mass)) + self._tail_log_sf(np.broadcast_to(x - u, (self.replicates, x.shape[1])))
+            out = np.log(self._col(self.tail_mass)) + self._tail_log_sf(
+                np.broadcast_to(x - u, (self.replicates, x.shape[1]))
+            )
         if self.empirical is not None:
             with np.errstate(divide="ignore"):
                 inside = np.log(np.mean(self.empirical[:, :, None] > x[:, None, :], axis=1))
@@ -155,10 +157,16 @@ class TailModel:
         """Whether each replicate's tail falls off (positive, finite scales); shape (R,)."""
         return np.all(np.isfinite(self.sigma) & (self.sigma > 0), axis=1) & np.isfinite(self.threshold)
 
-    def take(self, rows: np.ndarray) -> "TailModel":
+    def take(self, rows: np.ndarray) -> TailModel:
         """The replicates selected by a boolean mask or index array."""
         pick = lambda a: None if a is None else a[rows]  # noqa: E731
         return TailModel(
-            pick(self.atoms), pick(self.weights), pick(self.threshold), pick(self.tail_mass),
-            pick(self.sigma), pick(self.xi), pick(self.empirical), pick(self.mix),
+            pick(self.atoms),
+            pick(self.weights),
+            pick(self.threshold),
+            pick(self.tail_mass),
+            pick(self.sigma),
+            pick(self.xi),
+            pick(self.empirical),
+            pick(self.mix),
         )
