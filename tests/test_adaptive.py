@@ -72,8 +72,9 @@ def test_round_seeds_differ_by_round_and_plan_is_checked():
 
 @pytest.mark.slow
 def test_adaptive_scoring_with_the_embedded_model_stores_counts_and_resumes(tmp_path, smollm2_backend):
-    from rarecast.elicitation.adaptive import score_adaptive
+    from rarecast.elicitation.adaptive import Adaptive
     from rarecast.elicitation.behaviors import load_behavior
+    from rarecast.elicitation.scoring import score
     from rarecast.queries import Query
     from rarecast.store import Store, load_scores
 
@@ -93,11 +94,15 @@ def test_adaptive_scoring_with_the_embedded_model_stores_counts_and_resumes(tmp_
     ]
     plan = AdaptivePlan(first=1, growth=2.0, max_trials=4, keep=1)
     with Store(tmp_path / "run.db") as store:
-        s, n = score_adaptive(queries, smollm2_backend, behavior, store, plan)
+        first = Adaptive(plan)
+        summary = score(queries, smollm2_backend, behavior, store, policy=first, progress=False)
+        s, n = first.successes.copy(), first.trials.copy()
         tokens = smollm2_backend.tokens_processed
-        again = score_adaptive(queries, smollm2_backend, behavior, store, plan)
+        again = Adaptive(plan)
+        resumed = score(queries, smollm2_backend, behavior, store, policy=again, progress=False)
         assert smollm2_backend.tokens_processed == tokens  # nothing left to draw: resumed from the store
-    assert [a.tolist() for a in again] == [s.tolist(), n.tolist()]
+    assert [again.successes.tolist(), again.trials.tolist()] == [s.tolist(), n.tolist()]
+    assert (summary.scored, summary.failed) == (3, 0) and (resumed.scored, resumed.skipped) == (0, 3)
     assert np.all((n >= 1) & (n <= 4)) and np.all(s <= n)
     scores, provenance = load_scores(tmp_path / "run.db")
     assert scores.successes.tolist() == s.tolist() and scores.trials.tolist() == n.tolist()

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from rarecast.elicitation.scoring import FailureLimit
+from rarecast.elicitation.failures import FailureLimit
 from rarecast.errors import InputError
 
 CLI = [sys.executable, "-c", "from rarecast.cli import main; main()"]

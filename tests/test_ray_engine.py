@@ -118,3 +118,21 @@ def test_ray_engine_resumes_after_kill_and_equals_local(tmp_path, smollm2_backen
     assert [r[:5] for r in ray_rows] == [r[:5] for r in local_rows]  # same run key on every row
     # log p of two targets, "Sure" (1 token) and "The secret is" (3 tokens); see tests/logp_helpers.py.
     assert_logp_close([r[5] for r in ray_rows], [r[5] for r in local_rows], n_tokens=3, n_targets=2)
+
+
+def test_a_query_crosses_to_the_ray_actors_whole_metadata_included():
+    from rarecast.elicitation.ray_engine import query_from_record, query_record
+    from rarecast.queries import Query
+
+    chat = Query(id="c1", messages=({"role": "user", "content": "hi"},), metadata={"template": 3, "slots": {"a": "x"}})
+    plain = Query(id="p1", prompt="Say yes.", metadata={"source": "advbench"})
+    for query in (chat, plain):
+        row = query_record(query, task=2)
+        back = query_from_record(row["id"], row["query"])
+        assert (back.id, back.messages, back.prompt, back.metadata) == (
+            query.id,
+            query.messages,
+            query.prompt,
+            query.metadata,
+        )
+        assert row["task"] == 2

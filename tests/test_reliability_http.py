@@ -392,8 +392,7 @@ def st_key(store):
     """The one run key in ``store`` (as a RunKey), for :meth:`Store.pending`."""
     from rarecast.store import RunKey
 
-    run = store.runs()[0]
-    return RunKey(run["model"], run["revision"], run["behavior_id"], run["settings_hash"])
+    return RunKey(*store.runs()[0].values())
 
 
 def test_backoff_is_exponential_with_full_jitter_and_bounded() -> None:

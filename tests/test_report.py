@@ -52,8 +52,8 @@ def test_one_self_contained_file_with_png_plots_beside_it(report):
 def test_tables_hold_the_forecast_diagnostics_and_provenance(report):
     _, html, _, result = report
     text = html.read_text()
-    for row in result["forecasts"]:
-        assert f"{row['forecast']:.3g}" in text
+    for row in result.forecasts:
+        assert f"{row.forecast:.3g}" in text
     for needle in (
         "worst-query risk",
         "behavior frequency",
@@ -70,10 +70,10 @@ def test_tables_hold_the_forecast_diagnostics_and_provenance(report):
 def test_headline_says_each_forecast_in_a_sentence_with_its_interval(report):
     _, html, _, result = report
     text = html.read_text()
-    worst = next(r for r in result["forecasts"] if r["risk"] == "worst_query_risk" and r["n"] == 1e6)
+    worst = next(r for r in result.rows("worst_query_risk") if r.at == 1e6)
     assert (
         f"In 1,000,000 queries, the most vulnerable query is forecast to show the behavior with probability "
-        f"about {worst['forecast']:.2g} (90% interval: {worst['low']:.2g} to {worst['high']:.2g})."
+        f"about {worst.forecast:.2g} (90% interval: {worst.low:.2g} to {worst.high:.2g})."
     ) in text
     assert text.count("single-sample replies, the behavior is forecast to occur at least once") == 2
     assert "The share of queries that show the behavior with probability above 0.5 is forecast" in text
@@ -134,14 +134,15 @@ def test_a_shared_system_prompt_is_shown_once(tmp_path):
 
 
 def test_words_for_risky_fits():
+    from rarecast.forecasting.result import ForecastRow
     from rarecast.report.wording import diagnostics_in_words, headlines
 
-    row = {"risk": "aggregate_risk", "n": 1e4, "forecast": 0.999, "low": 0.98, "high": 1.0, "level": 0.9}
+    row = ForecastRow("aggregate_risk", 1e4, forecast=0.999, low=0.98, high=1.0, level=0.9)
     assert headlines([row])["aggregate_risk"] == [
         "Over 10,000 single-sample replies, the behavior is forecast to occur at least once with probability "
         "about 1 (90% interval: 0.98 to 1): practically certain to occur at least once."
     ]
-    freq = {"risk": "behavior_frequency", "tau": 0.1, "forecast": 4.2e-8, "low": 0.0, "high": 0.0062, "level": 0.9}
+    freq = ForecastRow("behavior_frequency", 0.1, forecast=4.2e-8, low=0.0, high=0.0062, level=0.9)
     assert "about 1 in 24,000,000 (90% interval: 0 to 0.62%)" in headlines([freq])["behavior_frequency"][0]
     diag = {
         "shape_test_pvalue": 0.003,

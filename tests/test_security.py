@@ -65,7 +65,7 @@ def test_report_escapes_every_field_in_a_real_browser(tmp_path: Path) -> None:
         payload("extra_key"): "value",
     }
     fit, result = forecast_result(scores, provenance, n=[1e4], tau=[0.5])
-    result["warnings"].append(payload("warning"))
+    result.warnings.append(payload("warning"))
     html, _ = write_report(fit, result, queries, tmp_path / "report.html")
 
     dom = dump_dom(html, tmp_path)

@@ -48,9 +48,9 @@ def test_failures_are_recorded_not_scored_and_retried(tmp_path):
     with Store(tmp_path / "run.db") as st:
         st.write(key, [("a", Outcome(logp=-2.0))], failures=[("b", "prompt too long")])
         assert st.pending(["a", "b"], key) == ["b"]  # failed queries are tried again
-        assert st.runs()[0]["failures"] == 1
+        assert st.runs()[0].failures == 1
         st.write(key, [("b", Outcome(logp=-3.0))])
-        assert st.runs()[0]["failures"] == 0
+        assert st.runs()[0].failures == 0
         assert st.conn.execute("SELECT COUNT(*) FROM failures").fetchone()[0] == 0
 
 

@@ -6,9 +6,11 @@ p = 1 - 1e-9 both keep their precision.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from rarecast.errors import ForecastError
 
@@ -23,20 +25,23 @@ def psi_from_logp(logp: np.ndarray) -> np.ndarray:
     """
     logp = np.asarray(logp, dtype=float)
     with np.errstate(divide="ignore"):
-        return -np.log(-logp)
+        psi: np.ndarray = -np.log(-logp)
+        return psi
 
 
 def logp_from_psi(psi: np.ndarray) -> np.ndarray:
     """Inverse of :func:`psi_from_logp`: log p = -exp(-psi)."""
-    return -np.exp(-np.asarray(psi, dtype=float))
+    logp: np.ndarray = -np.exp(-np.asarray(psi, dtype=float))
+    return logp
 
 
 def p_from_psi(psi: np.ndarray) -> np.ndarray:
     """Probability p = exp(-exp(-psi))."""
-    return np.exp(logp_from_psi(psi))
+    p: np.ndarray = np.exp(logp_from_psi(psi))
+    return p
 
 
-def _reject(mask: np.ndarray, describe) -> None:
+def _reject(mask: np.ndarray, describe: Callable[[int], str]) -> None:
     """Raise ForecastError for the first flagged score; ``describe(i)`` says what is wrong with it."""
     if mask.any():
         i = int(np.flatnonzero(mask)[0])
@@ -74,7 +79,10 @@ class Scores:
     @property
     def m(self) -> int:
         """Number of evaluation queries."""
-        return len(self.logp) if self.logp is not None else len(self.successes)
+        if self.logp is not None:
+            return len(self.logp)
+        assert self.successes is not None  # from_counts sets successes and trials together
+        return len(self.successes)
 
     @property
     def psi(self) -> np.ndarray:
@@ -84,7 +92,7 @@ class Scores:
         return psi_from_logp(self.logp)
 
     @classmethod
-    def from_logp(cls, logp, ids=None) -> Scores:
+    def from_logp(cls, logp: ArrayLike, ids: Iterable[object] | None = None) -> Scores:
         """Validate natural-log probabilities: finite or -inf, and <= 0."""
         arr = np.asarray(logp, dtype=float).ravel()
         _reject(np.isnan(arr), lambda i: "log p is NaN; every query needs a number <= 0")
@@ -92,7 +100,7 @@ class Scores:
         return cls(logp=arr, ids=_ids(ids, len(arr)))
 
     @classmethod
-    def from_p(cls, p, ids=None) -> Scores:
+    def from_p(cls, p: ArrayLike, ids: Iterable[object] | None = None) -> Scores:
         """Validate probabilities in [0, 1] and store their logs."""
         arr = np.asarray(p, dtype=float).ravel()
         _reject(np.isnan(arr) | (arr < 0) | (arr > 1), lambda i: f"p is {arr[i]}; probabilities must lie in [0, 1]")
@@ -100,7 +108,7 @@ class Scores:
             return cls(logp=np.log(arr), ids=_ids(ids, len(arr)))
 
     @classmethod
-    def from_counts(cls, successes, trials, ids=None) -> Scores:
+    def from_counts(cls, successes: ArrayLike, trials: ArrayLike, ids: Iterable[object] | None = None) -> Scores:
         """Validate sampled counts: whole numbers with 0 <= successes <= trials and trials >= 1."""
         s = np.asarray(successes, dtype=float).ravel()
         k = np.asarray(trials, dtype=float).ravel()
@@ -118,7 +126,7 @@ class Scores:
         return cls(successes=s.astype(np.int64), trials=k.astype(np.int64), ids=_ids(ids, len(s)))
 
 
-def _ids(ids, m: int) -> tuple[str, ...] | None:
+def _ids(ids: Iterable[object] | None, m: int) -> tuple[str, ...] | None:
     if ids is None:
         return None
     out = tuple(str(x) for x in ids)

@@ -119,8 +119,8 @@ class AnthropicBackend:
             if isinstance(outcome, QueryError):
                 errors.setdefault(qi, outcome.for_query(queries[qi].id))
                 replies[qi] = None
-            elif replies[qi] is not None:
-                replies[qi].append(outcome)
+            elif (got := replies[qi]) is not None:
+                got.append(outcome)
         if errors:
             raise PartialResults(replies, errors)
         return replies  # type: ignore[return-value]

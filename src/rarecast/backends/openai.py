@@ -223,8 +223,8 @@ class OpenAIBackend:
             if isinstance(outcome, QueryError):
                 errors.setdefault(qi, outcome.for_query(queries[qi].id))
                 replies[qi] = None
-            elif replies[qi] is not None:
-                replies[qi].extend(outcome)
+            elif (got := replies[qi]) is not None:
+                got.extend(outcome)
         if errors:
             raise PartialResults(replies, errors)
         return replies  # type: ignore[return-value]

@@ -44,10 +44,11 @@ def allocate_command(
     """Forecast each generator's worst-query risk at the queries the budget buys and recommend one."""
     gens = _generators(scores, cost)
     if run_backtest:
-        if any(g.scores.kind != "exact" for g in gens):
+        pools = [g.scores.logp for g in gens if g.scores.logp is not None]
+        if len(pools) < len(gens):
             raise InputError("--backtest needs exact log-probabilities in every file")
         rows = backtest_allocation(
-            [g.scores.logp for g in gens],
+            pools,
             [g.cost for g in gens],
             budget,
             m=m,
@@ -58,7 +59,12 @@ def allocate_command(
         _emit(rows, as_json, lambda: print_decisions(rows, gens, method or "gumbel-ols", Console()))
         return
     results = [allocate(gens, b, method=method, tau=tau, level=level) for b in budget]
-    _emit([r.to_dict() for r in results], as_json, lambda: [print_allocation(r, Console()) for r in results])
+
+    def show() -> None:
+        for r in results:
+            print_allocation(r, Console())
+
+    _emit([r.to_dict() for r in results], as_json, show)
 
 
 def _emit(data, as_json: bool, show) -> None:

@@ -44,7 +44,7 @@ def backtest_command(
     if draws != 0 and draws < 10:
         raise InputError(f"--draws must be 0 (no intervals) or >= 10, got {draws}")
     scores, _ = read_scores(pool, model=model, behavior=behavior)
-    if scores.kind != "exact":
+    if scores.logp is None:
         raise InputError("backtests need exact log-probabilities (a logp or p column); counts have no truth", file=pool)
     result = backtest(
         scores.logp,

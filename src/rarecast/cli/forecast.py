@@ -67,11 +67,11 @@ def forecast(
         quantile=quantile,
         **_k(k),
     )
-    result["source"] = str(scores)
+    result.source = str(scores)
     if attempts:
-        result["best_of_n"] = best_of_n_result(fit_best_of_n(data), attempts, level)
+        result.best_of_n = best_of_n_result(fit_best_of_n(data), attempts, level)
     if as_json:
-        json.dump(result, sys.stdout, indent=2)
+        json.dump(result.to_dict(), sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
         print_forecast(result, Console())

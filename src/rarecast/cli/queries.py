@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -29,7 +30,7 @@ def build_command(
     parsed = load_spec(spec)
     if max_queries is not None and max_queries < 1:
         raise InputError("--max-queries must be >= 1")
-    overrides = {k: v for k, v in {"seed": seed, "max_queries": max_queries}.items() if v is not None}
+    overrides: dict[str, Any] = {k: v for k, v in {"seed": seed, "max_queries": max_queries}.items() if v is not None}
     queries, report = build_queries(dataclasses.replace(parsed, **overrides))
     write_queries(queries, out)
     Console(stderr=True).print(

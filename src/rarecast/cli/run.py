@@ -24,7 +24,7 @@ def run_command(
     ),
 ) -> None:
     """Score the experiment's queries (resumably), forecast at its deployment sizes, write the report."""
-    from rarecast.elicitation.scoring import FailureLimit
+    from rarecast.elicitation.failures import FailureLimit
     from rarecast.experiment import run_experiment
 
     limit = FailureLimit.parse(max_failures, name="--max-failures") if max_failures is not None else None

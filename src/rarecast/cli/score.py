@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -52,7 +53,8 @@ def score_command(
     """
     from rarecast.backends import get_backend
     from rarecast.elicitation.behaviors import load_behavior
-    from rarecast.elicitation.scoring import FailureLimit, score
+    from rarecast.elicitation.failures import FailureLimit
+    from rarecast.elicitation.scoring import score
     from rarecast.errors import InputError
     from rarecast.queries import load_queries
     from rarecast.store import Store, check_store_file
@@ -67,60 +69,46 @@ def score_command(
         raise InputError("--chunk-size must be >= 1")
     if engine not in ("local", "ray"):
         raise InputError(f"--engine must be local or ray, got {engine!r}")
-    plan = _adaptive_plan(beh, adaptive_first, adaptive_confidence) if adaptive else None
-    if plan is not None and engine == "ray":
-        raise InputError("--adaptive runs on the local engine (its rounds need every query's counts at once)")
+    policy = _adaptive_policy(beh, adaptive_first, adaptive_confidence) if adaptive else None
     check_store_file(store)  # a store path that is not a store fails here, before the model loads
-    opts = {}
+    opts: dict[str, Any] = {}
     if model.startswith("hf:"):
         opts = {"dtype": dtype, "device": device}
         if batch_tokens is not None:
             opts["batch_tokens"] = batch_tokens
     if engine == "ray":
-        from rarecast.elicitation.ray_engine import score_ray
+        from rarecast.elicitation.ray_engine import RayEngine
 
-        with Store(store) as st:
-            score_ray(
-                qs,
-                model,
-                opts,
-                beh,
-                st,
-                address=address,
-                workers=workers,
-                gpus_per_worker=gpus_per_worker,
-                cpus_per_worker=cpus_per_worker,
-                chunk_size=chunk_size,
-                progress=progress,
-                max_failures=limit,
-            )
-        return
-    backend = get_backend(model, **opts)
+        runner = RayEngine(
+            model,
+            opts,
+            address=address,
+            workers=workers,
+            gpus_per_worker=gpus_per_worker,
+            cpus_per_worker=cpus_per_worker,
+        )
+    else:
+        runner = get_backend(model, **opts)
     with Store(store) as st:
-        if plan is not None:
-            from rarecast.elicitation.adaptive import score_adaptive
-
-            score_adaptive(qs, backend, beh, st, plan, chunk_size=chunk_size or 8, report=True, max_failures=limit)
-        else:
-            # --no-progress hides the bar only: the end-of-run summary is printed either way
-            score(
-                qs,
-                backend,
-                beh,
-                st,
-                batch_tokens=batch_tokens,
-                chunk_size=chunk_size,
-                progress=progress,
-                report=True,
-                max_failures=limit,
-            )
+        # --no-progress hides the bar only: the end-of-run summary is printed either way
+        score(
+            qs,
+            runner,
+            beh,
+            st,
+            policy=policy,
+            chunk_size=chunk_size,
+            progress=progress,
+            report=True,
+            max_failures=limit,
+        )
 
 
-def _adaptive_plan(behavior, first: int, confidence: float):
-    """The adaptive plan for a sampled behavior: its k is the cap on samples per query."""
-    from rarecast.elicitation.adaptive import AdaptivePlan
+def _adaptive_policy(behavior, first: int, confidence: float):
+    """The adaptive policy for a sampled behavior: its k is the cap on samples per query."""
+    from rarecast.elicitation.adaptive import Adaptive, AdaptivePlan
     from rarecast.errors import InputError
 
     if behavior.kind != "sampled":
         raise InputError("--adaptive applies to sampled behaviors only")
-    return AdaptivePlan(first=min(first, behavior.k), max_trials=behavior.k, confidence=confidence)
+    return Adaptive(AdaptivePlan(first=min(first, behavior.k), max_trials=behavior.k, confidence=confidence))

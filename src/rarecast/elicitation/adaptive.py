@@ -15,33 +15,29 @@ already observed, so the likelihood of everything observed is the product of the
 the draws made, times stopping decisions that are fixed functions of the data (they do not involve p). The
 stopping rule is ignorable for likelihood and Bayesian inference (docs/scale.md has the argument).
 
-A query whose samples fail (the backend raised) is recorded in the store's failures table and leaves the
-rounds with the counts it had; the run then follows the same failure rule as every engine
-(:func:`rarecast.elicitation.scoring.check_failures`).
+With a model, :class:`Adaptive` is the scoring loop's policy (:func:`rarecast.elicitation.scoring.score` with
+``policy=Adaptive(plan)``), on any engine. A query whose samples fail (the backend raised) is recorded in the
+store's failures table and leaves the rounds with the counts it had; the run then follows the same failure rule
+as every run (:mod:`rarecast.elicitation.failures`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 from scipy import stats
 
-from rarecast.elicitation.scoring import (
-    FailureLimit,
-    FailureTally,
-    ScoreSummary,
-    check_failures,
-    measure_chunk,
-    print_summary,
-)
+from rarecast.elicitation.behaviors import Outcome, Sampled, canonical_json, settings_hash
+from rarecast.elicitation.engines import Measured, Task
+from rarecast.elicitation.scoring import Round
 from rarecast.errors import InputError
 from rarecast.forecasting.tail.base import resolve_k
 from rarecast.queries import Query
+from rarecast.store import RunKey, Store
 
 # draw(indices, successes_so_far, trials_so_far, new_trials) -> successes among the new trials, one per index;
 # FAILED (negative) for a query whose draw failed
@@ -112,36 +108,51 @@ def still_open(s: np.ndarray, n: np.ndarray, plan: AdaptivePlan) -> np.ndarray:
     return (upper >= bar) & (n < plan.max_trials)
 
 
-def sample_adaptively(s: np.ndarray, n: np.ndarray, draw: Draw, plan: AdaptivePlan) -> tuple[np.ndarray, np.ndarray]:
-    """Run rounds from the counts ``(s, n)`` until every query is settled or at ``max_trials``.
+class AdaptiveRounds:
+    """The state of adaptive sampling, only counts: which queries a round draws, and how many samples each.
 
-    ``draw(indices, successes_so_far, trials_so_far, new_trials)`` returns the successes among the new trials,
-    or :data:`FAILED` for a query whose draw failed: that query keeps its counts and is drawn no more.
-    The state is only the counts, so a run resumed from stored counts continues exactly where it stopped.
+    ``next_round()`` gives ``(indices, trials_so_far, new_trials)`` (or None when every query is settled or at
+    ``max_trials``); ``record(indices, successes)`` adds a round's results, :data:`FAILED` marking a query whose
+    draw failed (it keeps its counts and is drawn no more). Resumed from stored counts, the schedule continues
+    exactly where it stopped.
     """
-    s, n = np.array(s, dtype=np.int64), np.array(n, dtype=np.int64)
-    left = np.zeros(len(n), dtype=bool)
-    while True:
-        idx = np.flatnonzero(still_open(s, n, plan) & ~left)
+
+    def __init__(self, s: np.ndarray, n: np.ndarray, plan: AdaptivePlan) -> None:
+        self.s, self.n = np.array(s, dtype=np.int64), np.array(n, dtype=np.int64)
+        self.plan = plan
+        self.left = np.zeros(len(self.n), dtype=bool)
+
+    def next_round(self) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        idx = np.flatnonzero(still_open(self.s, self.n, self.plan) & ~self.left)
         if idx.size == 0:
-            return s, n
-        target = plan.next_trials(n[idx])
-        got = np.asarray(draw(idx, s[idx], n[idx], target - n[idx]), dtype=np.int64)
+            return None
+        return idx, self.n[idx], self.plan.next_trials(self.n[idx]) - self.n[idx]
+
+    def record(self, idx: np.ndarray, successes: np.ndarray, new: np.ndarray) -> None:
+        got = np.asarray(successes, dtype=np.int64)
         ok = got >= 0
-        left[idx[~ok]] = True
-        s[idx[ok]] += got[ok]
-        n[idx[ok]] = target[ok]
+        self.left[idx[~ok]] = True
+        self.s[idx[ok]] += got[ok]
+        self.n[idx[ok]] += np.asarray(new, dtype=np.int64)[ok]
+
+
+def sample_adaptively(s: np.ndarray, n: np.ndarray, draw: Draw, plan: AdaptivePlan) -> tuple[np.ndarray, np.ndarray]:
+    """Run rounds from the counts ``(s, n)`` until every query is settled or at ``max_trials``, drawing with
+    ``draw(indices, successes_so_far, trials_so_far, new_trials)`` (simulations and benchmarks; with a model,
+    :class:`Adaptive` runs the same rounds inside the scoring loop)."""
+    rounds = AdaptiveRounds(s, n, plan)
+    while (step := rounds.next_round()) is not None:
+        idx, done, new = step
+        rounds.record(idx, draw(idx, rounds.s[idx], done, new), new)
+    return rounds.s, rounds.n
 
 
 # ----------------------------------------------------------------------------------------------------------
-# With a model: rounds of backend samples, every chunk committed to the store
+# With a model: the scoring loop's adaptive policy
 
 
-def adaptive_key(backend, behavior, plan: AdaptivePlan):
+def adaptive_key(base: RunKey, plan: AdaptivePlan) -> RunKey:
     """The store key of an adaptive run: the behavior's key with the plan in its decoding settings."""
-    from rarecast.elicitation.behaviors import canonical_json, run_key, settings_hash
-
-    base = run_key(backend, behavior)
     decoding = {**json.loads(base.settings_json), "adaptive": plan.spec()}
     return replace(base, settings_hash=settings_hash(decoding), settings_json=canonical_json(decoding))
 
@@ -153,103 +164,63 @@ def round_seed(seed: int | None, trials_done: int) -> int:
     return int.from_bytes(digest[:4], "little")
 
 
-@dataclass(frozen=True)
-class AdaptiveResult:
-    """What :func:`score_adaptive` did: final counts in query order (a failed query keeps the counts it had)
-    and the run's :class:`~rarecast.elicitation.scoring.ScoreSummary`. Unpacks as ``(successes, trials)``."""
+class Adaptive:
+    """The scoring loop's adaptive policy: rounds of fresh samples, each query stored with its cumulative counts.
 
-    successes: np.ndarray
-    trials: np.ndarray
-    summary: ScoreSummary
-
-    def __iter__(self):
-        return iter((self.successes, self.trials))
-
-
-def score_adaptive(
-    queries: Sequence[Query],
-    backend,
-    behavior,
-    store,
-    plan: AdaptivePlan,
-    *,
-    chunk_size: int = 8,
-    report: bool = False,
-    max_failures: FailureLimit | int | float | str | None = None,
-) -> AdaptiveResult:
-    """Adaptive sampling of ``behavior`` (kind ``sampled``) on ``queries``, resumable through ``store``.
-
-    Each chunk of a round is committed with the queries' cumulative counts, so a killed run keeps them and a
-    rerun continues from the stored counts. A query whose samples fail is recorded in the failures table and
-    sampled no more. With ``report`` the end-of-run summary is printed to stderr. Returns an
-    :class:`AdaptiveResult` (unpacks as the final ``(successes, trials)``); raises
-    :class:`~rarecast.errors.RunFailed` when more queries failed than ``max_failures`` allows.
+    Each round groups its queries by (samples so far, new samples), so that a group shares one behavior (its k
+    and its round's seed). After :func:`rarecast.elicitation.scoring.score` returns, ``successes`` and
+    ``trials`` hold the final counts in query order (a failed query keeps the counts it had).
     """
-    if behavior.kind != "sampled":
-        raise InputError("adaptive sampling applies to sampled behaviors only")
-    limit = FailureLimit.parse(max_failures)
-    key = adaptive_key(backend, behavior, plan)
-    from rarecast.store.database import KEY_COLUMNS
 
-    stored = {r[0]: (r[2], r[3]) for r in store.rows(dict(zip(KEY_COLUMNS, key.values())))}
-    s = np.array([stored.get(q.id, (0, 0))[0] for q in queries], dtype=np.int64)
-    n = np.array([stored.get(q.id, (0, 0))[1] for q in queries], dtype=np.int64)
-    failures, drawn, start_time = FailureTally(), set(), time.perf_counter()
+    def __init__(self, plan: AdaptivePlan) -> None:
+        self.plan = plan
 
-    def draw(idx: np.ndarray, hits: np.ndarray, done: np.ndarray, new: np.ndarray) -> np.ndarray:
-        got = np.zeros(len(idx), dtype=np.int64)
-        for start in range(0, len(idx), chunk_size):
-            part = slice(start, start + chunk_size)
-            got[part], bad = _draw_chunk(queries, backend, behavior, idx[part], done[part], new[part])
-            ok = got[part] != FAILED
-            totals = zip(idx[part][ok], (hits[part] + got[part])[ok], (done[part] + new[part])[ok])
-            store.write(key, [(queries[i].id, _counts(a, b)) for i, a, b in totals], bad)
-            failures.add(bad)
-            drawn.update(queries[i].id for i in idx[part][ok])
-        return got
+    def key(self, base: RunKey) -> RunKey:
+        return adaptive_key(base, self.plan)
 
-    s, n = sample_adaptively(s, n, draw, plan)
-    scored = len(drawn - failures.reasons.keys())
-    summary = ScoreSummary(
-        total=len(queries),
-        skipped=len(queries) - scored - len(failures),
-        scored=scored,
-        failed=len(failures),
-        seconds=time.perf_counter() - start_time,
-        tokens=None,
-        reasons=failures.most_common(),
-    )
-    if report:
-        print_summary(summary, key, store)
-    check_failures(summary, limit)
-    return AdaptiveResult(s, n, summary)
+    def rounds(self, queries: Sequence[Query], behavior: Sampled, store: Store, key: RunKey) -> Iterator[Round]:
+        if behavior.kind != "sampled":
+            raise InputError("adaptive sampling applies to sampled behaviors only")
+        stored = {r.query_id: (r.successes, r.trials) for r in store.rows(key)}
+        counts = np.array([stored.get(q.id, (0, 0)) for q in queries], dtype=np.int64).reshape(len(queries), 2)
+        self.state = AdaptiveRounds(counts[:, 0], counts[:, 1], self.plan)
+        self.index = {q.id: i for i, q in enumerate(queries)}
+        number = 0
+        while (step := self.state.next_round()) is not None:
+            idx, done, new = step
+            number += 1
+            self.pending = {int(i): int(k) for i, k in zip(idx, new)}
+            tasks = [
+                Task(
+                    _with_samples(behavior, k, round_seed(behavior.sampling.seed, d)),
+                    [queries[i] for i, a, b in zip(idx, done, new) if (a, b) == (d, k)],
+                )
+                for d, k in sorted({(int(a), int(b)) for a, b in zip(done, new)})
+            ]
+            yield Round(f"round {number}", tasks, total=len(idx))
+            failed = np.array(list(self.pending), dtype=np.int64)
+            self.state.record(failed, np.full(len(failed), FAILED), np.zeros(len(failed)))
 
+    def record(self, measured: Measured) -> Measured:
+        ok, bad = measured
+        rows = []
+        for qid, outcome in ok:
+            i = self.index[qid]
+            new = self.pending.pop(i)
+            self.state.record(np.array([i]), np.array([outcome.successes]), np.array([new]))
+            rows.append((qid, Outcome(successes=int(self.state.s[i]), trials=int(self.state.n[i]))))
+        return rows, bad
 
-def _draw_chunk(queries, backend, behavior, idx, done, new) -> tuple[np.ndarray, list[tuple[str, str]]]:
-    """Successes among ``new`` fresh samples per query (:data:`FAILED` where the samples failed) and the
-    ``(query_id, reason)`` failures; queries are grouped by (done, new) to share a call, and a group that
-    fails is retried query by query (:func:`rarecast.elicitation.scoring.measure_chunk`), as the local engine does."""
-    out = np.zeros(len(idx), dtype=np.int64)
-    failed: list[tuple[str, str]] = []
-    for d, k in sorted({(int(a), int(b)) for a, b in zip(done, new)}):
-        where = np.flatnonzero((done == d) & (new == k))
-        part = _with_samples(behavior, k, round_seed(behavior.sampling.seed, d))
-        ok, bad = measure_chunk([queries[idx[j]] for j in where], backend, part)
-        successes = {qid: o.successes for qid, o in ok}
-        out[where] = [successes.get(queries[idx[j]].id, FAILED) for j in where]
-        failed += bad
-    return out, failed
+    @property
+    def successes(self) -> np.ndarray:
+        return self.state.s
+
+    @property
+    def trials(self) -> np.ndarray:
+        return self.state.n
 
 
-def _with_samples(behavior, k: int, seed: int):
+def _with_samples(behavior: Sampled, k: int, seed: int) -> Sampled:
     """The same sampled behavior with ``k`` samples per query and another seed."""
-    from rarecast.elicitation.behaviors import Sampled
-
     st = behavior.sampling
     return Sampled(k, behavior.grader, st.temperature, st.top_p, st.max_tokens, seed, name=behavior.name)
-
-
-def _counts(successes: int, trials: int):
-    from rarecast.elicitation.behaviors import Outcome
-
-    return Outcome(successes=int(successes), trials=int(trials))

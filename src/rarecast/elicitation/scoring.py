@@ -1,110 +1,80 @@
-"""Scoring a query set: backend x behavior -> store, resumable and chunked.
+"""The scoring loop: queries x behavior -> store, resumable and chunked, for every engine and policy.
 
-:func:`score` skips queries the store already holds for this (model, revision, behavior, settings), measures
-the rest in chunks, and commits each chunk in one transaction, so a killed run loses at most the chunk in
-flight and a rerun picks up where it stopped. A chunk that raises is retried one query at a time, so one bad
-query becomes one row in the ``failures`` table instead of stopping the run.
+:func:`score` is the one loop. Two parts plug into it:
 
-The failure rule lives here for every engine and policy (this loop, ``ray_engine.score_ray`` and
-``adaptive.score_adaptive``): each counts its failed queries in a :class:`FailureTally`, reports them in its
-:class:`ScoreSummary` (the failure line names the most common reason and its count) and ends with
-:func:`check_failures`, which raises :class:`~rarecast.errors.RunFailed` when more queries failed than the
-run's :class:`FailureLimit` allows. By default a run fails only when every one of its queries failed.
+* the **engine** (:mod:`rarecast.elicitation.engines`): where chunks are measured, in this process
+  (:class:`~rarecast.elicitation.engines.LocalEngine`, the default for a backend) or on Ray actors
+  (:class:`~rarecast.elicitation.ray_engine.RayEngine`);
+* the **policy**: which queries to measure, and with which behavior, round after round. :class:`Uniform`
+  measures every query the store does not hold yet, in one round; :class:`~rarecast.elicitation.adaptive.Adaptive`
+  samples in rounds and stops queries that cannot reach the tail.
+
+Whatever the parts, the loop commits each measured chunk to the store in one transaction (a killed run loses at
+most the chunks in flight, and a rerun resumes from the store), isolates failures per query
+(:func:`~rarecast.elicitation.engines.measure_chunk`), shows one progress bar (queries/s, tokens/s, ETA), prints
+one summary, and ends with :func:`check_failures` (:mod:`rarecast.elicitation.failures` has the rule).
 """
 
 from __future__ import annotations
 
 import math
-import re
 import time
-from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any, Protocol
 
-from rarecast.backends.base import Backend
-from rarecast.backends.http import PartialResults
-from rarecast.elicitation.behaviors import run_key
-from rarecast.errors import InputError, RunFailed
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
+from rich.progress import Progress as RichProgress
+from rich.table import Table
+
+from rarecast.elicitation.engines import Engine, LocalEngine, Measured, Task
+from rarecast.elicitation.failures import FailureLimit, FailureTally
+from rarecast.errors import RunFailed
 from rarecast.queries import Query
 from rarecast.store import RunKey, Store
 
 
 @dataclass(frozen=True)
-class FailureLimit:
-    """How many of a run's queries may fail before the run itself fails: at most ``count`` queries, or at most
-    ``fraction`` of them; with neither (the default) the run fails only when every query failed.
+class Round:
+    """One round of a policy: its tasks, and how the progress bar counts it (``total`` queries, ``done`` of
+    them already stored before the round)."""
 
-    The default keeps a run that scored something usable (a forecast needs the scored queries, not all of
-    them) while a run that scored nothing, such as one against a server that is down, fails loudly. Counts and
-    fractions are of the run's whole query set, queries already stored by an earlier run counting as scored,
-    so a rerun that retries a few failed queries is judged like the first run.
-    """
-
-    count: int | None = None
-    fraction: float | None = None
-
-    def __post_init__(self):
-        if self.count is not None and self.fraction is not None:
-            raise InputError("a failure limit is a count or a fraction, not both")
-        if self.count is not None and (
-            isinstance(self.count, bool) or not isinstance(self.count, int) or self.count < 0
-        ):
-            raise InputError(f"max failures must be a count >= 0, got {self.count!r}")
-        if self.fraction is not None and not 0 <= self.fraction <= 1:
-            raise InputError(f"max failures as a fraction must lie in [0, 1], got {self.fraction!r}")
-
-    @classmethod
-    def parse(cls, value: FailureLimit | int | float | str | None, name: str = "max_failures") -> FailureLimit:
-        """A limit from a count (``5``, ``"5"``), a fraction (``0.1``, ``"0.1"``) or ``None`` (the default).
-
-        Whole numbers written without a decimal point are counts; numbers with one are fractions in [0, 1].
-        ``name`` is what errors call the setting (the CLI passes ``--max-failures``).
-        """
-        if value is None or isinstance(value, FailureLimit):
-            return value or cls()
-        text = str(value).strip()
-        if isinstance(value, bool) or not re.fullmatch(r"\d+|\d*\.\d+", text):
-            raise InputError(f"{name} must be a count (5) or a fraction of the queries (0.1), got {value!r}")
-        if not text.isdigit() and float(text) > 1:
-            raise InputError(f"{name} as a fraction must lie in [0, 1], got {value!r}; a count has no decimal point")
-        return cls(count=int(text)) if text.isdigit() else cls(fraction=float(text))
-
-    def exceeded(self, failed: int, total: int) -> bool:
-        """Whether ``failed`` of ``total`` queries is more than this limit allows."""
-        if failed == 0:
-            return False
-        if self.count is not None:
-            return failed > self.count
-        if self.fraction is not None:
-            return failed > self.fraction * total
-        return failed >= total
-
-    def describe(self) -> str | None:
-        """The limit in words, for the error that reports it (``None`` for the default: "n of n failed" says it)."""
-        if self.count is not None:
-            return f"more than the {self.count} allowed"
-        if self.fraction is not None:
-            return f"more than the {self.fraction * 100:g}% allowed"
-        return None
+    label: str
+    tasks: list[Task]
+    total: int
+    done: int = 0
 
 
-class FailureTally:
-    """Failed queries of one run and why: what every engine counts, so that all report alike."""
+class Policy(Protocol):
+    """Which queries the loop measures, with which behavior, and what it stores for them."""
 
-    def __init__(self) -> None:
-        self.reasons: dict[str, str] = {}  # query id -> its latest reason
+    def key(self, base: RunKey) -> RunKey:
+        """The store key of this policy's rows (the behavior's key, plus any settings of the policy)."""
+        ...
 
-    def add(self, failures: Iterable[tuple[str, str]]) -> None:
-        """Record ``(query_id, reason)`` pairs; a query that fails twice counts once, with its last reason."""
-        for qid, reason in failures:
-            self.reasons[str(qid)] = " ".join(str(reason).split())
+    def rounds(self, queries: Sequence[Query], behavior: Any, store: Store, key: RunKey) -> Iterator[Round]:
+        """Rounds of tasks; the loop measures and records a round before asking for the next."""
+        ...
 
-    def __len__(self) -> int:
-        return len(self.reasons)
+    def record(self, measured: Measured) -> Measured:
+        """What to store for one measured chunk (e.g. cumulative counts); updates the policy's own state."""
+        ...
 
-    def most_common(self) -> tuple[tuple[str, int], ...]:
-        """``(reason, count)`` pairs, the most common first."""
-        return tuple(Counter(self.reasons.values()).most_common())
+
+class Uniform:
+    """Every query the store does not hold yet, measured once with the behavior as it is."""
+
+    def key(self, base: RunKey) -> RunKey:
+        return base
+
+    def rounds(self, queries: Sequence[Query], behavior: Any, store: Store, key: RunKey) -> Iterator[Round]:
+        by_id = {q.id: q for q in queries}
+        todo = [by_id[i] for i in store.pending([q.id for q in queries], key)]
+        yield Round("scoring", [Task(behavior, todo)], total=len(queries), done=len(queries) - len(todo))
+
+    def record(self, measured: Measured) -> Measured:
+        return measured
 
 
 @dataclass(frozen=True)
@@ -173,47 +143,48 @@ def default_chunk_size(behavior) -> int:
 
 def score(
     queries: Sequence[Query],
-    backend: Backend,
-    behavior,
+    backend: Any,
+    behavior: Any,
     store: Store,
     *,
+    policy: Policy | None = None,
     batch_tokens: int | None = None,
     chunk_size: int | None = None,
     progress: bool = True,
     report: bool | None = None,
     max_failures: FailureLimit | int | float | str | None = None,
 ) -> ScoreSummary:
-    """Measure ``behavior`` on every query not yet in ``store``, committing each chunk atomically.
+    """Measure ``behavior`` on ``queries`` into ``store`` under ``policy`` (default :class:`Uniform`).
 
-    ``batch_tokens`` sets the backend's token budget per forward pass where it has one (hf). Returns a
+    ``backend`` is a model backend (measured in this process) or an
+    :class:`~rarecast.elicitation.engines.Engine` such as :class:`~rarecast.elicitation.ray_engine.RayEngine`.
+    ``batch_tokens`` sets a local backend's token budget per forward pass where it has one (hf). Returns a
     :class:`ScoreSummary`; with ``progress`` a rich progress bar (queries/s, tokens/s, ETA) is shown, and with
     ``report`` (default: as ``progress``) a summary table is printed to stderr at the end. Raises
-    :class:`~rarecast.errors.RunFailed`, after storing what was scored, when more queries failed than
-    ``max_failures`` allows (:class:`FailureLimit`; default: all of them).
+    :class:`~rarecast.errors.RunFailed`, after storing what was measured, when more queries failed than
+    ``max_failures`` allows (:class:`~rarecast.elicitation.failures.FailureLimit`; default: all of them).
     """
     limit = FailureLimit.parse(max_failures)
-    if batch_tokens is not None and hasattr(backend, "batch_tokens"):
-        backend.batch_tokens = int(batch_tokens)
-    key = run_key(backend, behavior)
-    by_id = {q.id: q for q in queries}
-    todo = [by_id[i] for i in store.pending([q.id for q in queries], key)]
+    engine = backend if isinstance(backend, Engine) else LocalEngine(backend, batch_tokens)
+    policy = policy or Uniform()
+    key = policy.key(engine.run_key(behavior))
     size = chunk_size or default_chunk_size(behavior)
-    chunks = [todo[i : i + size] for i in range(0, len(todo), size)]
-    tokens0 = getattr(backend, "tokens_processed", None)
-    start = time.perf_counter()
-    reporter = Progress(len(queries), len(queries) - len(todo), backend, enabled=progress)
-    scored, failures = 0, FailureTally()
-    with reporter:
-        for chunk in chunks:
-            ok, bad = measure_chunk(chunk, backend, behavior)
-            store.write(key, ok, bad)
-            scored += len(ok)
-            failures.add(bad)
-            reporter.advance(len(chunk))
-    tokens1 = getattr(backend, "tokens_processed", None)
+    tokens0, start = engine.tokens_processed, time.perf_counter()
+    stored, failures = set(), FailureTally()
+    with Progress(engine, enabled=progress) as bar:
+        for round_ in policy.rounds(queries, behavior, store, key):
+            bar.begin(round_)
+            for measured in engine.measure(round_.tasks, size):
+                ok, bad = policy.record(measured)
+                store.write(key, ok, bad)
+                stored.update(qid for qid, _ in ok)
+                failures.add(bad)
+                bar.advance(len(measured[0]) + len(measured[1]))
+    tokens1 = engine.tokens_processed
+    scored = len(stored - failures.reasons.keys())
     summary = ScoreSummary(
         total=len(queries),
-        skipped=len(queries) - len(todo),
+        skipped=len(queries) - scored - len(failures),
         scored=scored,
         failed=len(failures),
         seconds=time.perf_counter() - start,
@@ -226,91 +197,49 @@ def score(
     return summary
 
 
-def measure_chunk(chunk: list[Query], backend, behavior):
-    """``(results, failures)`` of one chunk; a failing chunk is retried query by query to isolate the cause."""
-    try:
-        return _checked(chunk, behavior.measure(chunk, backend))
-    except (KeyboardInterrupt, SystemExit, MemoryError):
-        raise
-    except Exception as exc:
-        if len(chunk) == 1:
-            return [], [(chunk[0].id, failure_reason(exc))]
-    ok, bad = [], []
-    for q in chunk:
-        try:
-            good, failed = _checked([q], behavior.measure([q], backend))
-        except (KeyboardInterrupt, SystemExit, MemoryError):
-            raise
-        except Exception as exc:  # recorded per query; never turned into a probability
-            good, failed = [], [(q.id, failure_reason(exc))]
-        ok += good
-        bad += failed
-    return ok, bad
-
-
-def failure_reason(exc: Exception) -> str:
-    """Why one query failed, as the failures table records it: the exception's type and message. An HTTP
-    backend's :class:`~rarecast.backends.http.PartialResults` for that one query gives the query's own error
-    without its id ("QueryError: ... answered 400: ..."), so that failures with one cause read alike and the
-    summary can count them."""
-    if isinstance(exc, PartialResults) and len(exc.errors) == 1:
-        (inner,) = exc.errors.values()
-        return f"{type(inner).__name__}: {inner.message}"
-    return f"{type(exc).__name__}: {exc}"
-
-
-def _checked(chunk: list[Query], outcomes):
-    """Pair outcomes with ids; a NaN or positive log p is a failure of that query, not a stored value."""
-    ok, bad = [], []
-    for q, o in zip(chunk, outcomes, strict=True):
-        if o.logp is not None and (math.isnan(o.logp) or o.logp > 0):
-            bad.append((q.id, f"backend returned log p = {o.logp}"))
-        else:
-            ok.append((q.id, o))
-    return ok, bad
-
-
 class Progress:
-    """A rich progress bar with queries/s, tokens/s and ETA; a no-op when disabled."""
+    """A rich progress bar with queries/s, tokens/s and ETA, restarted for each round; a no-op when disabled."""
 
-    def __init__(self, total: int, done: int, backend, enabled: bool):
-        self.enabled = enabled and total > done
-        self.backend = backend
-        self.start = time.perf_counter()
-        self.tokens0 = getattr(backend, "tokens_processed", None)
-        self.measured = 0
-        if self.enabled:
-            from rich.console import Console
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    def __init__(self, engine: Engine, enabled: bool) -> None:
+        self.enabled = enabled
+        self.engine = engine
+        self.bar = RichProgress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[rate]}"),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            console=Console(stderr=True),
+            transient=False,
+        )
+        self.task = None
 
-            self.bar = Progress(
-                TextColumn("scoring"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TextColumn("{task.fields[rate]}"),
-                TextColumn("ETA"),
-                TimeRemainingColumn(),
-                console=Console(stderr=True),
-                transient=False,
-            )
-            self.task = self.bar.add_task("score", total=total, completed=done, rate="")
-
-    def __enter__(self):
-        if self.enabled:
-            self.bar.start()
+    def __enter__(self) -> Progress:
         return self
 
-    def __exit__(self, *exc):
-        if self.enabled:
+    def __exit__(self, *exc: object) -> None:
+        if self.task is not None:
             self.bar.stop()
+
+    def begin(self, round_: Round) -> None:
+        """Start counting ``round_`` (a round with nothing to measure shows no bar)."""
+        self.start, self.measured, self.tokens0 = time.perf_counter(), 0, self.engine.tokens_processed
+        if not self.enabled or round_.total <= round_.done:
+            return
+        if self.task is None:
+            self.bar.start()
+            self.task = self.bar.add_task(round_.label, total=round_.total, completed=round_.done, rate="")
+        else:
+            self.bar.reset(self.task, total=round_.total, completed=round_.done, description=round_.label, rate="")
 
     def advance(self, n: int) -> None:
         self.measured += n
-        if not self.enabled:
+        if self.task is None:
             return
         dt = max(time.perf_counter() - self.start, 1e-9)
         rate = f"{self.measured / dt:.1f} q/s"
-        tokens = getattr(self.backend, "tokens_processed", None)
+        tokens = self.engine.tokens_processed
         if tokens is not None and self.tokens0 is not None:
             rate += f"  {(tokens - self.tokens0) / dt:,.0f} tok/s"
         self.bar.update(self.task, advance=n, rate=rate)
@@ -318,9 +247,6 @@ class Progress:
 
 def print_summary(summary: ScoreSummary, key: RunKey, store: Store) -> None:
     """A short table on stderr: what was scored, skipped and failed, and how fast."""
-    from rich.console import Console
-    from rich.table import Table
-
     table = Table(title=f"rarecast score: {key.behavior_name} on {key.model}", show_header=False)
     table.add_row("store", str(store.path))
     table.add_row("queries", f"{summary.total} ({summary.skipped} already done)")
@@ -334,15 +260,3 @@ def print_summary(summary: ScoreSummary, key: RunKey, store: Store) -> None:
     line = summary.failure_line()
     if line is not None:  # one unwrapped line, so that a log or a grep sees the reason whole
         console.print(line, soft_wrap=True, highlight=False, markup=False)
-
-
-__all__ = [
-    "FailureLimit",
-    "FailureTally",
-    "Progress",
-    "ScoreSummary",
-    "check_failures",
-    "measure_chunk",
-    "score",
-    "run_key",
-]

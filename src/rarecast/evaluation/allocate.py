@@ -19,7 +19,7 @@ import numpy as np
 
 from rarecast.errors import InputError
 from rarecast.evaluation.backtest import TrialFits, draw_splits, mean_or_nan
-from rarecast.forecasting.fit import fit_tail
+from rarecast.forecasting.fit import ConfidenceInterval, fit_tail
 from rarecast.scores import Scores
 
 
@@ -117,12 +117,17 @@ def allocate(
     for g in generators:
         n = queries_bought(budget, g.cost)
         fit = fit_tail(g.scores, method, n_draws=n_draws, seed=seed)
-        worst = (fit.worst_query_risk(n), *fit.interval("worst_query_risk", n, level))
-        freq = (fit.behavior_frequency(tau), *fit.interval("behavior_frequency", tau, level))
-        out.append(GeneratorForecast(g.name, g.cost, n, tuple(map(float, worst)), tuple(map(float, freq))))
+        worst = _three(fit.worst_query_risk(n), fit.interval("worst_query_risk", n, level))
+        freq = _three(fit.behavior_frequency(tau), fit.interval("behavior_frequency", tau, level))
+        out.append(GeneratorForecast(g.name, g.cost, n, worst, freq))
         method = fit.method
     pick = int(choose(np.array([f.worst_query_risk[0] for f in out])))
-    return Allocation(budget, tau, level, method, tuple(out), out[pick].name)
+    return Allocation(budget, tau, level, fit.method, tuple(out), out[pick].name)
+
+
+def _three(point: float, interval: ConfidenceInterval) -> tuple[float, float, float]:
+    """(point, low, high) of a scalar forecast as floats."""
+    return float(point), float(interval.low), float(interval.high)
 
 
 def backtest_allocation(
@@ -148,14 +153,18 @@ def backtest_allocation(
         raise InputError("give one cost per pool and at least two pools")
     rng = np.random.default_rng(seed)
     ns = np.array([[queries_bought(b, c) for b in budgets] for c in costs], dtype=float)  # (G, B)
-    forecast, truth, eval_max = [], [], []
+    forecasts: list[np.ndarray] = []
+    truths: list[np.ndarray] = []
+    eval_maxima: list[np.ndarray] = []
     for pool, n in zip(pools, ns):
-        splits = draw_splits(Scores.from_logp(pool).logp, m, n, trials, 0.5, rng)
+        logp = Scores.from_logp(pool).logp
+        assert logp is not None  # from_logp always sets it
+        splits = draw_splits(logp, m, n, trials, 0.5, rng)
         fits = TrialFits.fit(method, splits.eval_logp, seed=seed)
-        forecast.append(fits.forecast("worst_query_risk", n, level=None)[0])
-        truth.append(splits.truth["worst_query_risk"])
-        eval_max.append(np.repeat(splits.eval_logp.max(axis=1, keepdims=True), len(budgets), axis=1))
-    forecast, truth, eval_max = (np.stack(a, axis=-1) for a in (forecast, truth, eval_max))  # (trials, B, G)
+        forecasts.append(fits.forecast("worst_query_risk", n, level=None)[0])
+        truths.append(splits.truth["worst_query_risk"])
+        eval_maxima.append(np.repeat(splits.eval_logp.max(axis=1, keepdims=True), len(budgets), axis=1))
+    forecast, truth, eval_max = (np.stack(a, axis=-1) for a in (forecasts, truths, eval_maxima))  # (trials, B, G)
     return [
         _decision_row(budgets[b], ns[:, b], forecast[:, b], truth[:, b], eval_max[:, b], margin)
         for b in range(len(budgets))

@@ -23,6 +23,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from rarecast.errors import ForecastError, InputError
 from rarecast.forecasting.fit import MIN_DRAWS, Fit, fit_tail
@@ -31,7 +32,7 @@ from rarecast.forecasting.tail import PsiDistribution, TailEstimator, make_estim
 from rarecast.scores import Scores, psi_from_logp
 
 #: The risks a backtest scores, in report order.
-RISK_NAMES = ("worst_query_risk", "behavior_frequency", "aggregate_risk")
+RISK_NAMES = tuple(RISKS)
 #: The row keys of :meth:`BacktestResult.rows` that the CLI's ``--json`` promises.
 ROW_KEYS = ("method", "risk", "m", "n", "mae_log10", "within_1oom", "underestimation", "coverage")
 _TINY = np.finfo(float).tiny
@@ -186,8 +187,8 @@ class TrialFits:
         shape = (len(self.fits), len(x))
         point, low, high = np.full(shape, np.nan), np.full(shape, np.nan), np.full(shape, np.nan)
         batched = self.batch is not None and self.estimator.point_rule(risk) is None
-        if batched:
-            point = RISKS[risk](self.batch, check_argument(risk, x))
+        if batched and self.batch is not None:
+            point = RISKS[risk].compute(self.batch, check_argument(risk, x))
         for t, fit in enumerate(self.fits):
             if fit is None:
                 point[t] = np.nan
@@ -203,7 +204,7 @@ class TrialFits:
 
 
 def _risk_args(risk: str, n: np.ndarray, tau: float) -> np.ndarray:
-    return np.array([tau]) if risk == "behavior_frequency" else n
+    return np.array([tau]) if RISKS[risk].argument == "tau" else n
 
 
 def _cells(
@@ -213,16 +214,16 @@ def _cells(
     for risk in RISK_NAMES:
         f, lo, hi = fits.forecast(risk, _risk_args(risk, splits.n, tau), level if n_draws else None)
         for j, n in enumerate(splits.n):
-            col = 0 if risk == "behavior_frequency" else j
+            col = 0 if RISKS[risk].argument == "tau" else j
             # a fraction below one query in n cannot be observed on n queries: floor both sides at 1/n
             floor = 1.0 / n if risk == "behavior_frequency" else _TINY
             yield Cell(method, risk, m, int(n), f[:, col], lo[:, col], hi[:, col], splits.truth[risk][:, j], floor)
 
 
 def backtest(
-    logp,
+    logp: ArrayLike,
     methods: Sequence[str],
-    m: Sequence[int],
+    m: Sequence[float],
     n: Sequence[float],
     *,
     trials: int = 500,
@@ -241,12 +242,14 @@ def backtest(
     ['coverage', 'failed', 'm', 'mae_log10']
     """
     pool = Scores.from_logp(logp).logp
+    assert pool is not None  # from_logp always sets it
     ms, ns = _sizes("m", m, 2), np.asarray(_sizes("n", n, 1), dtype=float)
     if trials < 1:
         raise InputError(f"trials must be >= 1, got {trials}")
     check_argument("behavior_frequency", tau)
     splits = draw_splits(pool, max(ms), ns, trials, tau, np.random.default_rng(seed))
-    cells, seconds = [], {}
+    cells: list[Cell] = []
+    seconds: dict[str, float] = {}
     for method in methods:
         estimator = make_estimator(method, **(params or {}))  # a bad name or parameter fails before any work
         if n_draws < MIN_DRAWS and any(estimator.point_rule(r) for r in RISK_NAMES):

@@ -19,7 +19,7 @@ An experiment is a YAML mapping (read with ``yaml.safe_load``); paths in it are 
 ``out/run.db`` (resumably: a rerun scores only what is missing), fits, forecasts and writes
 ``out/queries.jsonl``, ``out/forecast.json``, ``out/report.html`` and the report's PNG plots. A run whose
 scoring failed (more failed queries than ``max_failures`` allows; see
-:class:`rarecast.elicitation.scoring.FailureLimit`) raises :class:`~rarecast.errors.RunFailed` after scoring
+:class:`rarecast.elicitation.failures.FailureLimit`) raises :class:`~rarecast.errors.RunFailed` after scoring
 and writes no forecast or report.
 """
 
@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rarecast.elicitation.scoring import FailureLimit
+from rarecast.elicitation.failures import FailureLimit
 from rarecast.errors import InputError
 from rarecast.files import read_yaml_mapping
 from rarecast.forecasting.fit import DEFAULT_N, DEFAULT_TAU

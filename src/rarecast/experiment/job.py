@@ -5,21 +5,30 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rarecast.elicitation.scoring import FailureLimit
+from rarecast.backends import get_backend
+from rarecast.elicitation.behaviors import run_key
+from rarecast.elicitation.failures import FailureLimit
+from rarecast.elicitation.scoring import score
 from rarecast.errors import InputError
 from rarecast.experiment.file import Experiment, load_experiment
 from rarecast.forecasting.fit import forecast_result
+from rarecast.forecasting.result import ForecastResult
 from rarecast.queries import Query, load_queries
 from rarecast.queries.building import BuildReport, build_queries, write_queries
+from rarecast.report import write_report
+from rarecast.report.console import print_forecast
+from rarecast.store import Store
+from rarecast.store.archive import save_query_texts
 
 
 @dataclass
 class RunResult:
-    """What :func:`run_experiment` produced: paths of its outputs and the forecast as plain data."""
+    """What :func:`run_experiment` produced: the paths of its outputs and the forecast (whose ``scoring`` holds
+    what the scoring run did)."""
 
     out: Path
     store: Path
@@ -27,8 +36,7 @@ class RunResult:
     forecast_json: Path
     report: Path
     plots: list[Path]
-    forecast: dict[str, Any]
-    scoring: dict[str, Any] = field(default_factory=dict)
+    forecast: ForecastResult
 
 
 def run_experiment(
@@ -43,14 +51,9 @@ def run_experiment(
 
     ``source`` is an experiment YAML path, a dict of the same form, or an :class:`Experiment`. With
     ``console`` (a rich Console) the forecast table and the output paths are printed to it. ``max_failures``
-    overrides the experiment's own (see :class:`rarecast.elicitation.scoring.FailureLimit`); when more queries fail,
+    overrides the experiment's own (see :class:`rarecast.elicitation.failures.FailureLimit`); when more queries fail,
     :class:`~rarecast.errors.RunFailed` is raised after scoring and no forecast or report is written.
     """
-    from rarecast.backends import get_backend
-    from rarecast.elicitation.behaviors import run_key
-    from rarecast.elicitation.scoring import score
-    from rarecast.store import Store
-
     exp = source if isinstance(source, Experiment) else load_experiment(source, out=out)
     limit = exp.max_failures if max_failures is None else FailureLimit.parse(max_failures)
     static_queries, build = _static_queries(exp)  # files and specs are read before anything is written
@@ -62,15 +65,16 @@ def run_experiment(
     store_path = exp.out / "run.db"
     with Store(store_path) as store:
         summary = score(queries, backend, exp.behavior, store, progress=progress, max_failures=limit)
-        from rarecast.store.archive import save_query_texts
-
         save_query_texts(store, queries)
-        scores, provenance = run_scores(store, run_key(backend, exp.behavior), [q.id for q in queries])
+        run = store.run(run_key(backend, exp.behavior))
+        if run is None:
+            raise InputError("no query could be scored; see the failures table in the store", file=str(store_path))
+        scores, provenance = store.scores(run, [q.id for q in queries])
     provenance.update(experiment=exp.name, experiment_file=exp.source, queries_file=str(queries_path))
     if build is not None:
         provenance["query_build"] = build.to_dict()
     fit, result = forecast_result(scores, provenance, n=exp.n, tau=exp.tau, method=exp.method, level=exp.level)
-    result["scoring"] = {
+    result.scoring = {
         "total": summary.total,
         "skipped": summary.skipped,
         "scored": summary.scored,
@@ -99,40 +103,19 @@ def _generated_queries(exp: Experiment, progress: bool) -> list[Query]:
     return load_queries(path)
 
 
-def run_scores(store, key, query_ids: list[str]):
-    """Scores of the run stored under ``key``, restricted to ``query_ids`` (in that order), with provenance.
-
-    A store can hold rows of queries that an earlier version of the experiment had; they are left out.
-    """
-    from rarecast.scores import Scores
-
-    run = next(
-        (r for r in store.runs() if (r["model"], r["revision"], r["behavior_id"], r["settings_hash"]) == key.values()),
-        None,
-    )
-    by_id = {row[0]: row for row in store.rows(run)} if run is not None else {}
-    rows = [by_id[i] for i in query_ids if i in by_id]
-    if not rows:
-        raise InputError("no query could be scored; see the failures table in the store", file=str(store.path))
-    ids = [r[0] for r in rows]
-    if run["kind"] == "exact":
-        scores = Scores.from_logp([r[1] for r in rows], ids=ids)
-    else:
-        scores = Scores.from_counts([r[2] for r in rows], [r[3] for r in rows], ids=ids)
-    return scores, {**run, "n": len(rows), "source": str(store.path)}
-
-
 def _write_outputs(
-    exp: Experiment, fit, result: dict, queries: dict[str, Query], store_path: Path, queries_path: Path, console
+    exp: Experiment,
+    fit,
+    result: ForecastResult,
+    queries: dict[str, Query],
+    store_path: Path,
+    queries_path: Path,
+    console,
 ) -> RunResult:
-    from rarecast.report import write_report
-
     forecast_json = exp.out / "forecast.json"
-    forecast_json.write_text(json.dumps(result, indent=2, default=str) + "\n", encoding="utf-8")
+    forecast_json.write_text(json.dumps(result.to_dict(), indent=2, default=str) + "\n", encoding="utf-8")
     report, plots = write_report(fit, result, queries, exp.out / "report.html")
     if console is not None:
-        from rarecast.report.console import print_forecast
-
         print_forecast(result, console)
         console.print(
             f"store     {store_path}\nforecast  {forecast_json}\nreport    {report}", highlight=False, soft_wrap=True
@@ -145,5 +128,4 @@ def _write_outputs(
         report=report,
         plots=plots,
         forecast=result,
-        scoring=result["scoring"],
     )

@@ -43,15 +43,17 @@ True
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Any, Literal, NamedTuple, overload
 
 import numpy as np
+from numpy.typing import ArrayLike
 from scipy.linalg import cho_solve, solve_triangular
 from scipy.special import gammaln, log_expit, logsumexp
 
 from rarecast.errors import ForecastError, InputError
-from rarecast.forecasting.fit import ConfidenceInterval, check_quantile
+from rarecast.forecasting.fit import ConfidenceInterval, Shaped, check_quantile
 from rarecast.scores import Scores
 
 #: Points of the logit-p grid, and its ends (p from about 1e-12 to 1 - 5e-5).
@@ -90,14 +92,16 @@ class PDistribution:
         """
         log_q = log_expit(-self.logit)  # (G,)
         terms = self.log_weights[:, None, :] + attempts[None, :, None] * log_q  # (R, A, G)
-        return logsumexp(terms, axis=2)
+        log_none: np.ndarray = logsumexp(terms, axis=2)
+        return log_none
 
     def asr(self, attempts: np.ndarray) -> np.ndarray:
         """ASR@N = 1 - E[(1 - p)^N] for each row and each N; shape (R, len(attempts))."""
-        return -np.expm1(self.log_none(attempts))
+        asr: np.ndarray = -np.expm1(self.log_none(attempts))
+        return asr
 
 
-def _at_least_one(values, name: str = "attempts") -> np.ndarray:
+def _at_least_one(values: ArrayLike, name: str = "attempts") -> np.ndarray:
     """Counts of attempts or queries as a 1-D float array, each >= 1 (inf allowed), else an InputError."""
     try:
         arr = np.atleast_1d(np.asarray(values, dtype=float)).ravel()
@@ -109,13 +113,13 @@ def _at_least_one(values, name: str = "attempts") -> np.ndarray:
     return arr
 
 
-def _shaped(values: np.ndarray, like):
+def _shaped(values: np.ndarray, like: ArrayLike) -> float | np.ndarray:
     """A float for scalar input, else an array of the input's shape."""
     shape = np.shape(like)
     return float(values[0]) if shape == () else values.reshape(shape)
 
 
-def _counts(successes, trials) -> Scores:
+def _counts(successes: Scores | ArrayLike, trials: ArrayLike | None) -> Scores:
     """Validated counts: a counts :class:`Scores`, or successes with trials (an int for all queries)."""
     if isinstance(successes, Scores):
         if trials is not None:
@@ -143,7 +147,8 @@ class _Likelihood:
     ``log_lik[d, j]`` is log Binomial(s_d | k_d, p_j) and ``count[d]`` how many queries show pair d.
     """
 
-    def __init__(self, scores: Scores, logit: np.ndarray):
+    def __init__(self, scores: Scores, logit: np.ndarray) -> None:
+        assert scores.successes is not None and scores.trials is not None  # counts, checked by _counts
         pairs, count = np.unique(np.stack([scores.successes, scores.trials], axis=1), axis=0, return_counts=True)
         self.count = count.astype(float)
         s, k = (pairs[:, 0:1].astype(float), pairs[:, 1:2].astype(float))
@@ -184,6 +189,7 @@ def _model(logit: np.ndarray, knots: np.ndarray) -> _Model:
 def _knots(scores: Scores) -> np.ndarray:
     """Knots KNOT_SPACING apart from BELOW_SIGHT logit units under 1/k (k: the median number of attempts; None:
     the grid's floor) to ABOVE_TOP over the largest success fraction (at most the grid's top)."""
+    assert scores.successes is not None and scores.trials is not None  # counts, checked by _counts
     k = max(float(np.median(scores.trials)), 2.0)
     top = min(float((scores.successes / scores.trials).max()), 1 - 0.5 / k)
     lo = GRID_LOGIT[0] if BELOW_SIGHT is None else float(-np.log(k - 1)) - BELOW_SIGHT
@@ -191,7 +197,19 @@ def _knots(scores: Scores) -> np.ndarray:
     return lo + KNOT_SPACING * np.arange(max(int(np.ceil((hi - lo) / KNOT_SPACING)), 3) + 1)
 
 
-def _objective(theta: np.ndarray, lik: _Likelihood, X: np.ndarray, P: np.ndarray, hessian: bool = True):
+@overload
+def _objective(
+    theta: np.ndarray, lik: _Likelihood, X: np.ndarray, P: np.ndarray, hessian: Literal[True] = True
+) -> tuple[float, np.ndarray, np.ndarray]: ...
+
+
+@overload
+def _objective(theta: np.ndarray, lik: _Likelihood, X: np.ndarray, P: np.ndarray, hessian: Literal[False]) -> float: ...
+
+
+def _objective(
+    theta: np.ndarray, lik: _Likelihood, X: np.ndarray, P: np.ndarray, hessian: bool = True
+) -> float | tuple[float, np.ndarray, np.ndarray]:
     """Penalized negative log-likelihood of parameters ``theta`` (P,), with its gradient and Hessian.
 
     ``X`` (G, P) maps parameters to unnormalized log-masses on the grid, ``P`` (P, P) is the penalty
@@ -217,7 +235,9 @@ def _objective(theta: np.ndarray, lik: _Likelihood, X: np.ndarray, P: np.ndarray
     return float(value), grad, H
 
 
-def _newton(theta: np.ndarray, lik: _Likelihood, X: np.ndarray, P: np.ndarray):
+def _newton(
+    theta: np.ndarray, lik: _Likelihood, X: np.ndarray, P: np.ndarray
+) -> tuple[np.ndarray, float, np.ndarray, bool]:
     """Minimize :func:`_objective` from ``theta`` by damped Newton steps with a backtracking line search.
 
     Where the Hessian is not positive definite a multiple of the identity is added until its Cholesky
@@ -267,7 +287,7 @@ class _Smoothing(NamedTuple):
     converged: bool
 
 
-def _fit_smoothings(lik: _Likelihood, model: _Model, smoothings) -> list[_Smoothing]:
+def _fit_smoothings(lik: _Likelihood, model: _Model, smoothings: Iterable[float]) -> list[_Smoothing]:
     """The mode at every penalty weight, strongest first, each Newton run warm-started from the previous one.
 
     The log evidence is the Laplace approximation -F(mode) + rank/2 log(lambda) - 1/2 log|H| (terms that do not
@@ -283,7 +303,7 @@ def _fit_smoothings(lik: _Likelihood, model: _Model, smoothings) -> list[_Smooth
     return fits
 
 
-def _draw(fits: list[_Smoothing], X: np.ndarray, n_draws: int, seed) -> tuple[np.ndarray, np.ndarray]:
+def _draw(fits: list[_Smoothing], X: np.ndarray, n_draws: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Posterior draws of the grid's log-masses, (n_draws, G): a penalty weight drawn by its posterior weight,
     then parameters from the Laplace approximation N(mode, H^-1) at that weight. Also returns the weights."""
     log_ev = np.array([f.log_evidence for f in fits])
@@ -331,12 +351,12 @@ class BestOfNFit:
     n_draws: int = 1000
     seed: int = 0
 
-    def attack_success_rate(self, attempts):
+    def attack_success_rate(self, attempts: ArrayLike) -> Shaped:
         """ASR@N: the expected share of queries that show the behavior at least once in N attempts."""
         arr = _at_least_one(attempts)
         return _shaped(self.distribution.asr(arr)[0], attempts)
 
-    def any_success(self, n_queries, attempts):
+    def any_success(self, n_queries: ArrayLike, attempts: ArrayLike) -> Shaped:
         """P(at least one of ``n_queries`` deployment queries, each tried ``attempts`` times, shows the behavior).
 
         That is 1 - E_p[(1 - p)^N]^n, computed as -expm1(n log E[(1 - p)^N]). It assumes the deployment
@@ -347,7 +367,7 @@ class BestOfNFit:
         return self._any(self.distribution, n_queries, attempts)[0]
 
     @staticmethod
-    def _any(dist: PDistribution, n_queries, attempts):
+    def _any(dist: PDistribution, n_queries: ArrayLike, attempts: ArrayLike) -> list[float | np.ndarray]:
         """:meth:`any_success` for every row of ``dist``: a list, one value (float or array) per row."""
         _at_least_one(n_queries, "n_queries")
         _at_least_one(attempts, "attempts")
@@ -355,7 +375,7 @@ class BestOfNFit:
         out = -np.expm1(n.ravel() * dist.log_none(N.ravel()))  # (R, size)
         return [float(row[0]) if n.shape == () else row.reshape(n.shape) for row in out]
 
-    def budget_for(self, target_asr):
+    def budget_for(self, target_asr: ArrayLike) -> Shaped:
         """Attempts per query N at which ASR@N reaches ``target_asr``; inf where the fit never reaches it.
 
         ASR@N rises with N towards 1 - (mass at the grid's floor, p ~ 1e-12); a target above that has no
@@ -372,7 +392,9 @@ class BestOfNFit:
         reach = self.distribution.asr(np.array([10.0**40]))[0, 0] >= target
         return _shaped(np.where(reach, 10.0**hi, np.inf), target_asr)
 
-    def interval(self, attempts, level: float = 0.9, *, n_queries=None) -> ConfidenceInterval:
+    def interval(
+        self, attempts: ArrayLike, level: float = 0.9, *, n_queries: ArrayLike | None = None
+    ) -> ConfidenceInterval:
         """Equal-tailed posterior ``level`` interval of ASR@N, as a named (low, high) pair of the input's shape.
 
         With ``n_queries`` it is the interval of :meth:`any_success` at (n_queries, attempts) instead, with
@@ -388,7 +410,7 @@ class BestOfNFit:
             low, high = (v if v.ndim else float(v) for v in np.quantile(values, [alpha, 1 - alpha], axis=0))
         return ConfidenceInterval(low, high)
 
-    def summary(self, attempts, level: float = 0.9) -> list[dict]:
+    def summary(self, attempts: ArrayLike, level: float = 0.9) -> list[dict[str, float]]:
         """One row per N: ``{"attempts", "forecast", "low", "high", "level"}``, as plain data for JSON."""
         arr = _at_least_one(attempts)
         point = np.atleast_1d(self.attack_success_rate(arr))
@@ -399,7 +421,9 @@ class BestOfNFit:
         ]
 
 
-def fit_best_of_n(successes, trials=None, *, n_draws: int = 1000, seed: int = 0) -> BestOfNFit:
+def fit_best_of_n(
+    successes: Scores | ArrayLike, trials: ArrayLike | None = None, *, n_draws: int = 1000, seed: int = 0
+) -> BestOfNFit:
     """Fit a posterior over the distribution of per-query p to sampled counts, for best-of-N forecasts.
 
     Parameters
@@ -441,6 +465,7 @@ def fit_best_of_n(successes, trials=None, *, n_draws: int = 1000, seed: int = 0)
         raise InputError(f"{scores.m} queries are too few for a best-of-N fit; score at least {MIN_QUERIES}")
     if isinstance(n_draws, bool) or not isinstance(n_draws, (int, np.integer)) or n_draws < MIN_DRAWS:
         raise InputError(f"n_draws must be a whole number >= {MIN_DRAWS}, got {n_draws!r}")
+    assert scores.successes is not None  # counts, checked by _counts
     if not scores.successes.any():
         raise ForecastError(
             "no query showed the behavior in any attempt, so the counts say nothing about how "
@@ -466,7 +491,7 @@ def fit_best_of_n(successes, trials=None, *, n_draws: int = 1000, seed: int = 0)
     )
 
 
-def best_of_n_result(fit: BestOfNFit, attempts, level: float = 0.9) -> dict:
+def best_of_n_result(fit: BestOfNFit, attempts: ArrayLike, level: float = 0.9) -> dict[str, Any]:
     """What the CLI prints and writes to JSON: the fit's effective degrees of freedom, the number of queries
     and one :meth:`BestOfNFit.summary` row per N."""
     return {"edf": fit.edf, "m": fit.scores.m, "forecasts": fit.summary(attempts, level)}

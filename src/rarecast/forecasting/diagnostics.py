@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 from scipy.special import digamma
@@ -16,6 +16,7 @@ from rarecast.forecasting.tail.gpd import shape_test_pvalue
 
 if TYPE_CHECKING:
     from rarecast.forecasting.fit import Fit
+    from rarecast.forecasting.tail.model import TailModel
 
 
 @dataclass
@@ -50,12 +51,15 @@ def diagnose(fit: Fit) -> Diagnostics:
     model = fit.model
     diag = Diagnostics(method=fit.method, m=scores.m, params=est.params(), tail_decays=bool(model.decays()[0]))
     if hasattr(model, "sigma"):
-        # a mixture tail reports its mixture means
-        diag.tail_scale = float(np.sum(model.mix[0] * model.sigma[0]))
-        diag.tail_shape = float(np.sum(model.mix[0] * model.xi[0]))
+        # a mixture tail reports its mixture means; a plug-in's model with a sigma is read as a TailModel too
+        tail = cast("TailModel", model)
+        assert tail.mix is not None  # TailModel.__post_init__ fills it
+        diag.tail_scale = float(np.sum(tail.mix[0] * tail.sigma[0]))
+        diag.tail_shape = float(np.sum(tail.mix[0] * tail.xi[0]))
     if scores.kind == "exact":
         _exact_checks(fit, diag)
     else:
+        assert scores.successes is not None  # counts scores hold successes
         diag.queries_with_successes = int(np.sum(scores.successes > 0))
         k = resolve_k(est.params().get("k", "auto"), scores.m)
         if diag.queries_with_successes < k:
@@ -68,6 +72,7 @@ def diagnose(fit: Fit) -> Diagnostics:
 
 def _exact_checks(fit: Fit, diag: Diagnostics) -> None:
     logp = fit.scores.logp
+    assert logp is not None  # only exact scores get these checks
     diag.zero_probability = int(np.sum(logp == -np.inf))
     diag.certain = int(np.sum(logp == 0))
     psi = np.sort(fit.scores.psi)[::-1]

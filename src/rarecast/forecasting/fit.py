@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeAlias
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from rarecast.errors import ForecastError, RarecastWarning
 from rarecast.forecasting.diagnostics import Diagnostics, diagnose
+from rarecast.forecasting.result import ForecastResult, ForecastRow
 from rarecast.forecasting.risks import RISKS, check_argument, max_quantile_psi
 from rarecast.forecasting.tail import DEFAULT_COUNTS, DEFAULT_EXACT, TailEstimator, make_estimator
 from rarecast.forecasting.tail.base import PsiDistribution
@@ -21,15 +24,18 @@ DEFAULT_N = (1e4, 1e6, 1e9)
 DEFAULT_TAU = (0.5,)
 #: Fewest replicate fits behind an interval or a predictive forecast.
 MIN_DRAWS = 20
+#: A forecast has its argument's shape: a float for a scalar, else an array. Any rather than ``float | np.ndarray``
+#: so that a caller, who knows which it passed, need not narrow the result.
+Shaped: TypeAlias = Any
 
 
-def _as_scores(data) -> Scores:
+def _as_scores(data: Scores | ArrayLike) -> Scores:
     if isinstance(data, Scores):
         return data
     return Scores.from_logp(data)
 
 
-def _shaped(values: np.ndarray, like):
+def _shaped(values: np.ndarray, like: ArrayLike) -> float | np.ndarray:
     """Return a float for scalar input and an array of the input's shape otherwise."""
     shape = np.shape(like)
     return float(values[0]) if shape == () else values.reshape(shape)
@@ -50,7 +56,7 @@ class Fit:
     seed: int = 0
     _draws: PsiDistribution | None = field(default=None, repr=False)
 
-    def forecast(self, risk: str, x, quantile: float | None = None):
+    def forecast(self, risk: str, x: ArrayLike, quantile: float | None = None) -> Shaped:
         """Point forecast of ``risk`` ("worst_query_risk", "behavior_frequency", "aggregate_risk") at x.
 
         A number q in (0, 1) gives the q-quantile of the forecast's predictive distribution: for worst-query
@@ -66,12 +72,12 @@ class Fit:
         if quantile is not None:
             return _shaped(self._quantile(risk, arr, check_quantile(quantile)), x)
         if self.estimator.point_rule(risk) is None:
-            return _shaped(RISKS[risk](self.model, arr)[0], x)
+            return _shaped(RISKS[risk].compute(self.model, arr)[0], x)
         if risk == "behavior_frequency":
-            return _shaped(np.nanmean(RISKS[risk](self.draws(), arr), axis=0), x)
+            return _shaped(np.nanmean(RISKS[risk].compute(self.draws(), arr), axis=0), x)
         return self.forecast(risk, x, 0.5)
 
-    def worst_query_risk(self, n, quantile: float | None = None):
+    def worst_query_risk(self, n: ArrayLike, quantile: float | None = None) -> Shaped:
         """Forecast of the largest elicitation probability among n deployment queries.
 
         ``quantile`` picks a point of its predictive distribution (e.g. 0.75 for a conservative forecast);
@@ -79,11 +85,11 @@ class Fit:
         """
         return self.forecast("worst_query_risk", n, quantile)
 
-    def behavior_frequency(self, tau, quantile: float | None = None):
+    def behavior_frequency(self, tau: ArrayLike, quantile: float | None = None) -> Shaped:
         """Forecast fraction of deployment queries whose elicitation probability exceeds tau."""
         return self.forecast("behavior_frequency", tau, quantile)
 
-    def aggregate_risk(self, n, quantile: float | None = None):
+    def aggregate_risk(self, n: ArrayLike, quantile: float | None = None) -> Shaped:
         """Forecast probability that at least one of n single-sample outputs shows the behavior."""
         return self.forecast("aggregate_risk", n, quantile)
 
@@ -102,7 +108,7 @@ class Fit:
                 raise ForecastError("too few resampled fits succeeded for an interval; score more queries")
         return self._draws
 
-    def interval(self, risk: str, x, level: float = 0.9) -> ConfidenceInterval:
+    def interval(self, risk: str, x: ArrayLike, level: float = 0.9) -> ConfidenceInterval:
         """Equal-tailed ``level`` interval for ``risk`` at x, as a named (low, high) pair of the input's shape.
 
         For worst-query risk it is the predictive interval of the largest p among n deployment queries, the
@@ -119,23 +125,23 @@ class Fit:
         predictive distribution of the deployment maximum. Point forecasts and intervals share it."""
         if risk == "worst_query_risk":
             return p_from_psi(max_quantile_psi(self.draws(), arr, q))
-        return np.nanquantile(RISKS[risk](self.draws(), arr), q, axis=0)
+        values: np.ndarray = np.nanquantile(RISKS[risk].compute(self.draws(), arr), q, axis=0)
+        return values
 
     def diagnostics(self) -> Diagnostics:
         """Checks of the fit: tail decay, goodness of fit, stability over k, ties and floors."""
         return diagnose(self)
 
-    def summary(self, n=(1e4, 1e6), tau=(0.5,), level: float = 0.9, quantile: float | None = None) -> dict:
+    def summary(
+        self, n: ArrayLike = (1e4, 1e6), tau: ArrayLike = (0.5,), level: float = 0.9, quantile: float | None = None
+    ) -> dict[str, Any]:
         """Everything a report needs as plain data: forecasts with intervals at each n and tau, diagnostics.
 
         ``quantile`` chooses the point forecasts as in :meth:`forecast` (None: the estimator's own rule)."""
         rows = []
-        for risk, xs, key in [
-            ("worst_query_risk", n, "n"),
-            ("behavior_frequency", tau, "tau"),
-            ("aggregate_risk", n, "n"),
-        ]:
-            xs = np.atleast_1d(np.asarray(xs, dtype=float))
+        for risk, spec in RISKS.items():
+            key = spec.argument
+            xs = np.atleast_1d(np.asarray(tau if key == "tau" else n, dtype=float))
             if xs.size == 0:
                 continue
             point = np.atleast_1d(self.forecast(risk, xs, quantile))
@@ -158,11 +164,11 @@ class Fit:
 class ConfidenceInterval(NamedTuple):
     """An interval's ends; unpacks as ``(low, high)`` (scipy's ``ConfidenceInterval``)."""
 
-    low: Any
-    high: Any
+    low: Shaped
+    high: Shaped
 
 
-def check_quantile(q, name: str = "quantile") -> float:
+def check_quantile(q: object, name: str = "quantile") -> float:
     """A probability strictly between 0 and 1, or a ForecastError naming the argument."""
     if isinstance(q, bool) or not isinstance(q, (int, float, np.floating)) or not 0 < q < 1:
         raise ForecastError(f"{name} must lie strictly between 0 and 1, got {q!r}")
@@ -171,10 +177,13 @@ def check_quantile(q, name: str = "quantile") -> float:
 
 def _usable(draws: PsiDistribution) -> np.ndarray:
     probe = draws.worst_psi(np.array([1e6]))[:, 0]
-    return ~np.isnan(probe) & draws.decays()
+    usable: np.ndarray = ~np.isnan(probe) & draws.decays()
+    return usable
 
 
-def fit_tail(data, method: str | None = None, *, n_draws: int = 1000, seed: int = 0, **params) -> Fit:
+def fit_tail(
+    data: Scores | ArrayLike, method: str | None = None, *, n_draws: int = 1000, seed: int = 0, **params: Any
+) -> Fit:
     """Fit the tail of elicitation probabilities and return forecasts of deployment risks.
 
     ``data`` is a 1-D array of natural-log probabilities or a :class:`~rarecast.Scores` (exact or counts).
@@ -202,20 +211,21 @@ def fit_tail(data, method: str | None = None, *, n_draws: int = 1000, seed: int 
 
 
 def forecast_result(
-    scores,
-    provenance: dict,
+    scores: Scores | ArrayLike,
+    provenance: dict[str, Any],
     *,
-    n=DEFAULT_N,
-    tau=DEFAULT_TAU,
+    n: Sequence[float] = DEFAULT_N,
+    tau: Sequence[float] = DEFAULT_TAU,
     method: str | None = None,
     level: float = 0.9,
     quantile: float | None = None,
-    **params,
-) -> tuple[Fit, dict]:
-    """Fit the tail and return ``(fit, result)``: :meth:`Fit.summary` plus warnings, provenance and version.
+    **params: Any,
+) -> tuple[Fit, ForecastResult]:
+    """Fit the tail and return ``(fit, result)``: the forecasts of :meth:`Fit.summary` with warnings,
+    provenance and version, as one :class:`~rarecast.forecasting.result.ForecastResult`.
 
     This is what the CLI prints, ``rarecast run`` writes to forecast.json, and the report shows. Warnings
-    raised while fitting are collected into ``result["warnings"]`` with the diagnostics' own.
+    raised while fitting are collected into ``result.warnings`` with the diagnostics' own.
     """
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", RarecastWarning)
@@ -223,8 +233,20 @@ def forecast_result(
         result = fit.summary(n=list(n), tau=list(tau), level=level, quantile=quantile)
     notes = [f"method {fit.method}: {fit.estimator.interval_note}"] if fit.estimator.interval_note else []
     # refits (draws, stability over k) repeat the same warning: keep each once, in order
-    result["warnings"] = list(
-        dict.fromkeys([str(w.message) for w in caught] + result["diagnostics"]["warnings"] + notes)
+    found = list(dict.fromkeys([str(w.message) for w in caught] + result["diagnostics"]["warnings"] + notes))
+    rows = [
+        ForecastRow(r["risk"], r[RISKS[r["risk"]].argument], r["forecast"], r["low"], r["high"], r["level"])
+        for r in result["forecasts"]
+    ]
+    return fit, ForecastResult(
+        method=result["method"],
+        quantile=result["quantile"],
+        params=result["params"],
+        m=result["m"],
+        kind=result["kind"],
+        forecasts=rows,
+        diagnostics=result["diagnostics"],
+        warnings=found,
+        provenance=provenance,
+        rarecast_version=rarecast_version(),
     )
-    result.update(provenance=provenance, rarecast_version=rarecast_version())
-    return fit, result

@@ -1,8 +1,14 @@
-"""The three deployment risks, computed from a fitted psi distribution for every replicate at once."""
+"""The three deployment risks: one registry (:data:`RISKS`) of what each is, and how to compute it from a fitted
+psi distribution for every replicate at once.
+
+Every other part of rarecast (forecasts, backtests, the report, the CLI) takes the risks' names, labels,
+arguments and definitions from :data:`RISKS`, so a risk is added in one place.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -27,7 +33,7 @@ def aggregate_risk(model: PsiDistribution, n: np.ndarray) -> np.ndarray:
     return -np.expm1(n[None, :] * log_keep[:, None])
 
 
-def max_quantile_psi(model: PsiDistribution, n: np.ndarray, q: np.ndarray, iters: int = 40) -> np.ndarray:
+def max_quantile_psi(model: PsiDistribution, n: np.ndarray, q: float | np.ndarray, iters: int = 40) -> np.ndarray:
     """psi that the largest of n deployment queries stays below with probability q; shape (len(n),).
 
     The replicates of ``model`` are mixed with equal weight into one predictive distribution of the
@@ -55,10 +61,46 @@ def max_quantile_psi(model: PsiDistribution, n: np.ndarray, q: np.ndarray, iters
     return np.where(none, edge, np.where(beyond, np.inf, 0.5 * (lo + hi)))
 
 
-RISKS: dict[str, Callable[[PsiDistribution, np.ndarray], np.ndarray]] = {
-    "worst_query_risk": worst_query_risk,
-    "behavior_frequency": behavior_frequency,
-    "aggregate_risk": aggregate_risk,
+@dataclass(frozen=True)
+class Risk:
+    """One deployment risk: its name in the API and in files, its label for people, the argument it takes
+    (``n`` deployment queries or a threshold ``tau``), how to compute it, and what it means."""
+
+    name: str
+    label: str
+    argument: str
+    compute: Callable[[PsiDistribution, np.ndarray], np.ndarray]
+    definition: str
+
+
+RISKS: dict[str, Risk] = {
+    r.name: r
+    for r in (
+        Risk(
+            "worst_query_risk",
+            "worst-query risk",
+            "n",
+            worst_query_risk,
+            "the largest elicitation probability among n deployment queries: how likely one reply to the most "
+            "vulnerable query is to show the behavior.",
+        ),
+        Risk(
+            "behavior_frequency",
+            "behavior frequency",
+            "tau",
+            behavior_frequency,
+            "the fraction of deployment queries whose elicitation probability p is above a threshold tau.",
+        ),
+        Risk(
+            "aggregate_risk",
+            "aggregate risk",
+            "n",
+            aggregate_risk,
+            "the probability that at least one of n single-sample replies (one reply to each of n queries) shows "
+            "the behavior. An aggregate risk of 1 means the behavior is practically certain to occur at least "
+            "once; it does not say how often.",
+        ),
+    )
 }
 
 
@@ -67,7 +109,7 @@ def check_argument(risk: str, values) -> np.ndarray:
     if risk not in RISKS:
         raise ForecastError(f"unknown risk {risk!r}; choose one of: {', '.join(RISKS)}")
     arr = np.atleast_1d(np.asarray(values, dtype=float)).ravel()
-    if risk == "behavior_frequency":
+    if RISKS[risk].argument == "tau":
         if not np.all((arr > 0) & (arr < 1)):
             raise ForecastError(f"tau must lie strictly between 0 and 1, got {values!r}")
     elif not np.all(np.isfinite(arr) & (arr >= 1)):

@@ -254,7 +254,9 @@ def add_epoch(pools: dict[str, _Pool], query_id: str, score, wanted: set[str], *
     meta = score.metadata or {}
     logp = next((meta[k] for k in LOGP_KEYS if k in meta), None)
     if logp is not None:
-        pool.logps.append(exact_row(query_id, logp, file=file, where=where).logp)
+        row = exact_row(query_id, logp, file=file, where=where)
+        assert row.logp is not None  # exact_row always sets it
+        pool.logps.append(row.logp)
     elif "successes" in meta and "trials" in meta:
         pool.successes += int(meta["successes"])
         pool.trials += int(meta["trials"])

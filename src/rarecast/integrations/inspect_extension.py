@@ -19,13 +19,17 @@ import math
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import numpy as np
 from inspect_ai.scorer import Metric, SampleScore, Score, Scorer, Target, metric, scorer
 from inspect_ai.solver import TaskState
 
 from rarecast.integrations.inspect import DEFAULT_SUCCESS, add_epoch, canonical_value, finish_pools, new_pools
 from rarecast.queries import Query
+
+if TYPE_CHECKING:
+    from rarecast.backends.base import Backend
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +52,7 @@ class _Measurer:
 
         self.behavior = load_behavior(Path(behavior) if isinstance(behavior, str) else behavior)
         self.model, self.options = model, backend_options
-        self._backend = None
+        self._backend: Backend | None = None
         self._lock = threading.Lock()
 
     def measure(self, query: Query) -> Score:
@@ -71,6 +75,7 @@ class _Measurer:
         }
         if outcome.logp is not None:
             return Score(value=math.exp(outcome.logp), metadata={"logp": outcome.logp, **meta})
+        assert outcome.successes is not None and outcome.trials is not None  # an outcome without logp holds counts
         return Score(
             value=outcome.successes / outcome.trials,
             metadata={"successes": outcome.successes, "trials": outcome.trials, **meta},
@@ -113,9 +118,11 @@ def scores_of(sample_scores: Sequence[SampleScore], success: Sequence[str] = DEF
         add_epoch(pools, str(s.sample_id), s.score, wanted, file="inspect metric", where=f"sample {s.sample_id!r}")
     rows = finish_pools(pools, source="inspect metric")
     ids = [r.query_id for r in rows]
+    # finish_pools gives rows of one kind; a missing value would read as NaN, which Scores refuses
     if rows and rows[0].logp is not None:
-        return Scores.from_logp([r.logp for r in rows], ids=ids)
-    return Scores.from_counts([r.successes for r in rows], [r.trials for r in rows], ids=ids)
+        return Scores.from_logp(np.array([r.logp for r in rows], dtype=float), ids=ids)
+    successes = np.array([r.successes for r in rows], dtype=float)
+    return Scores.from_counts(successes, np.array([r.trials for r in rows], dtype=float), ids=ids)
 
 
 @scorer(metrics=[forecast()])

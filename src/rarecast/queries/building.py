@@ -170,6 +170,7 @@ def _fields(text: str, key: str, fail) -> list[str]:
 def build_queries(spec: QuerySpec) -> tuple[list[Query], BuildReport]:
     """Render the spec's queries (sampled if above ``max_queries``) and a report of the sizes."""
     total = spec.total
+    indices: Sequence[int]
     if spec.max_queries is not None and total > spec.max_queries:
         indices = sample_indices(total, spec.max_queries, spec.seed)
     else:

@@ -7,15 +7,16 @@ from pathlib import Path
 
 import numpy as np
 
+from rarecast.forecasting.result import ForecastResult
 from rarecast.queries import Query
 
 
-def write_report(fit, result: dict, queries: Mapping[str, Query], out: str | Path) -> tuple[Path, list[Path]]:
+def write_report(fit, result: ForecastResult, queries: Mapping[str, Query], out: str | Path) -> tuple[Path, list[Path]]:
     """Write ``out`` (HTML) and ``<stem>-scaling.png`` / ``<stem>-distribution.png`` beside it (count data:
     also ``<stem>-attempts.png``, the best-of-N forecast along attempts per query).
 
-    ``result`` is a :meth:`rarecast.Fit.summary` dict with ``warnings`` and ``provenance`` added (as made by
-    :func:`rarecast.forecasting.fit.forecast_result`); ``queries`` maps query ids to queries for the riskiest-query
+    ``result`` is the :class:`~rarecast.forecasting.result.ForecastResult` of
+    :func:`rarecast.forecasting.fit.forecast_result`; ``queries`` maps query ids to queries for the riskiest-query
     table. Returns the HTML path and the PNG paths.
     """
     from rarecast.forecasting.best_of_n import MIN_QUERIES, fit_best_of_n

@@ -5,20 +5,19 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
-from rarecast.report.wording import RISK_LABELS
+from rarecast.forecasting.result import ForecastResult
 
 
-def print_forecast(result: dict, console: Console) -> None:
+def print_forecast(result: ForecastResult, console: Console) -> None:
     """The forecast table, then the fit's diagnostics and warnings, for people."""
-    table = Table(title=f"rarecast forecast: {result['method']} on {result['m']} {result['kind']} scores")
-    point = "forecast" if result["quantile"] is None else f"{result['quantile']:g} quantile"
-    for col in ("risk", "at", point, f"{result['forecasts'][0]['level']:.0%} interval"):
+    table = Table(title=f"rarecast forecast: {result.method} on {result.m} {result.kind} scores")
+    point = "forecast" if result.quantile is None else f"{result.quantile:g} quantile"
+    for col in ("risk", "at", point, f"{result.level:.0%} interval"):
         table.add_column(col, justify="left" if col == "risk" else "right")
-    for row in result["forecasts"]:
-        at = f"tau = {row['tau']:g}" if "tau" in row else f"n = {row['n']:.3g}"
-        table.add_row(RISK_LABELS[row["risk"]], at, f"{row['forecast']:.3g}", f"{row['low']:.3g} to {row['high']:.3g}")
+    for row in result.forecasts:
+        table.add_row(row.label, row.where(), f"{row.forecast:.3g}", f"{row.low:.3g} to {row.high:.3g}")
     console.print(table)
-    d = result["diagnostics"]
+    d = result.diagnostics
     facts = [
         f"tail size k = {d['tail_size']}" if d.get("tail_size") else None,
         f"GPD shape test p = {d['shape_test_pvalue']:.2f}" if d.get("shape_test_pvalue") is not None else None,
@@ -28,10 +27,10 @@ def print_forecast(result: dict, console: Console) -> None:
         else None,
     ]
     console.print("fit: " + "; ".join(f for f in facts if f))
-    for w in result["warnings"]:
+    for w in result.warnings:
         console.print(f"[yellow]warning:[/yellow] {w}", markup=True, highlight=False)
-    if "best_of_n" in result:
-        print_best_of_n(result["best_of_n"], console)
+    if result.best_of_n is not None:
+        print_best_of_n(result.best_of_n, console)
 
 
 def print_best_of_n(best: dict, console: Console) -> None:

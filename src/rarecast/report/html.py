@@ -14,12 +14,12 @@ from typing import Any
 
 import numpy as np
 
+from rarecast.forecasting.result import ForecastResult
+from rarecast.forecasting.risks import RISKS
 from rarecast.queries import Query
 from rarecast.report.wording import (
     ELICITATION,
     LOWER_BOUND,
-    RISK_DEFINITIONS,
-    RISK_LABELS,
     diagnostics_in_words,
     headlines,
 )
@@ -27,9 +27,9 @@ from rarecast.report.wording import (
 RISKIEST = 20
 
 
-def render(result: dict, fit, queries: Mapping[str, Query], plots: Mapping[str, bytes]) -> str:
-    """The report page for one forecast ``result`` (a :meth:`rarecast.Fit.summary` dict plus ``warnings``
-    and ``provenance``), its ``fit``, the query texts by id, and the PNG plots by name."""
+def render(result: ForecastResult, fit, queries: Mapping[str, Query], plots: Mapping[str, bytes]) -> str:
+    """The report page for one forecast ``result``, its ``fit``, the query texts by id, and the PNG plots by
+    name."""
     import jinja2
 
     env = jinja2.Environment(
@@ -40,52 +40,49 @@ def render(result: dict, fit, queries: Mapping[str, Query], plots: Mapping[str, 
     return env.get_template("report.html.j2").render(**context(result, fit, queries, plots))
 
 
-def context(result: dict, fit, queries: Mapping[str, Query], plots: Mapping[str, bytes]) -> dict[str, Any]:
+def context(result: ForecastResult, fit, queries: Mapping[str, Query], plots: Mapping[str, bytes]) -> dict[str, Any]:
     """The template's variables, all plain strings and lists (formatting is done here, not in the template)."""
-    prov = result.get("provenance", {})
-    level = result["forecasts"][0]["level"] if result["forecasts"] else 0.9
+    prov = result.provenance
     title = prov.get("experiment") or prov.get("behavior") or "forecast"
     riskiest_rows, shared_system = riskiest(fit.scores, queries)
-    by_risk = headlines(result["forecasts"])
+    by_risk = headlines(result.forecasts)
     specific_output = (prov.get("behavior_spec") or {}).get("kind") == "specific_output"
     return {
         "title": title,
-        "summary_line": f"{prov.get('behavior', '?')} on {prov.get('model', '?')}: {result['method']} tail fit "
-        f"of {result['m']} {result['kind']} scores; rarecast {result.get('rarecast_version', '?')}",
-        "m": result["m"],
-        "level_pct": f"{level:.0%}",
+        "summary_line": f"{prov.get('behavior', '?')} on {prov.get('model', '?')}: {result.method} tail fit "
+        f"of {result.m} {result.kind} scores; rarecast {result.rarecast_version}",
+        "m": result.m,
+        "level_pct": f"{result.level:.0%}",
         "elicitation": ELICITATION,
         "headlines": [
-            {"label": RISK_LABELS[risk], "definition": RISK_DEFINITIONS[risk], "sentences": sentences}
+            {"label": RISKS[risk].label, "definition": RISKS[risk].definition, "sentences": sentences}
             for risk, sentences in by_risk.items()
         ],
         "lower_bound": LOWER_BOUND if specific_output else None,
         "plots": {name: base64.b64encode(png).decode("ascii") for name, png in plots.items()},
-        "forecasts": [_forecast_row(r) for r in result["forecasts"]],
-        "warnings": list(result.get("warnings", [])),
+        "forecasts": [
+            {
+                "label": r.label,
+                "at": r.where(),
+                "forecast": f"{r.forecast:.3g}",
+                "interval": f"{r.low:.3g} to {r.high:.3g}",
+            }
+            for r in result.forecasts
+        ],
+        "warnings": list(result.warnings),
         "riskiest": riskiest_rows,
         "shared_system": shared_system,
-        "diagnostics": diagnostics_in_words(result["diagnostics"], result["kind"]),
+        "diagnostics": diagnostics_in_words(result.diagnostics, result.kind),
         # A store's row count is called n there; here n is a deployment size, so the evaluation size is m.
         "provenance": _pairs(
             {
-                "evaluation queries (m)": result["m"],
+                "evaluation queries (m)": result.m,
                 **{k: v for k, v in prov.items() if k != "n"},
-                "method": result["method"],
-                "params": result.get("params"),
-                "rarecast_version (report)": result.get("rarecast_version"),
+                "method": result.method,
+                "params": result.params,
+                "rarecast_version (report)": result.rarecast_version,
             }
         ),
-    }
-
-
-def _forecast_row(row: dict) -> dict[str, str]:
-    at = f"tau = {row['tau']:g}" if "tau" in row else f"n = {row['n']:.3g}"
-    return {
-        "label": RISK_LABELS.get(row["risk"], row["risk"]),
-        "at": at,
-        "forecast": f"{row['forecast']:.3g}",
-        "interval": f"{row['low']:.3g} to {row['high']:.3g}",
     }
 
 

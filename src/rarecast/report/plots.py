@@ -11,6 +11,8 @@ matplotlib.use("Agg")  # before pyplot: reports are drawn on servers and in CI w
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from rarecast.forecasting.result import ForecastResult  # noqa: E402
+
 _BLUE, _ORANGE, _GREY = "#1f5fa8", "#d9541e", "#555555"
 
 
@@ -30,14 +32,14 @@ def evaluation_points(fit) -> tuple[np.ndarray, np.ndarray]:
     return n[keep], p[keep]
 
 
-def scaling_plot(fit, result: dict) -> bytes:
+def scaling_plot(fit, result: ForecastResult) -> bytes:
     """Worst-query risk against the number of queries n (log-log): evaluation points, the fitted extrapolation
     with its interval band, and marks at the asked deployment sizes."""
     m = fit.scores.m
-    asked = [row for row in result["forecasts"] if row["risk"] == "worst_query_risk"]
-    top = max([row["n"] for row in asked] + [m]) * 10
+    asked = result.rows("worst_query_risk")
+    top = max([row.at for row in asked] + [m]) * 10
     grid = np.logspace(np.log10(max(m / 20, 1.0)), np.log10(top), 120)
-    level = result["forecasts"][0]["level"] if result["forecasts"] else 0.9
+    level = result.level
     line = np.asarray(fit.worst_query_risk(grid))
     low, high = (np.asarray(v) for v in fit.interval("worst_query_risk", grid, level=level))
     n_pts, p_pts = evaluation_points(fit)
@@ -45,7 +47,7 @@ def scaling_plot(fit, result: dict) -> bytes:
 
     fig, ax = plt.subplots(figsize=(8, 5), dpi=110)
     ax.fill_between(grid, low, high, color=_BLUE, alpha=0.18, lw=0, label=f"{level:.0%} interval")
-    ax.plot(grid, line, color=_BLUE, lw=2, label=f"forecast ({result['method']})")
+    ax.plot(grid, line, color=_BLUE, lw=2, label=f"forecast ({result.method})")
     ax.scatter(
         n_pts[shown], p_pts[shown], s=18, color="black", zorder=3, label=f"evaluation: j-th largest p of {m} at n = m/j"
     )
@@ -62,9 +64,9 @@ def scaling_plot(fit, result: dict) -> bytes:
     )
     for row in asked:
         ax.errorbar(
-            [row["n"]],
-            [row["forecast"]],
-            yerr=[[row["forecast"] - row["low"]], [row["high"] - row["forecast"]]],
+            [row.at],
+            [row.forecast],
+            yerr=[[row.forecast - row.low], [row.high - row.forecast]],
             fmt="D",
             color=_ORANGE,
             ms=7,
@@ -72,8 +74,8 @@ def scaling_plot(fit, result: dict) -> bytes:
             zorder=4,
         )
         ax.annotate(
-            f"n = {row['n']:.0e}\n{row['forecast']:.2g}",
-            (row["n"], row["forecast"]),
+            f"n = {row.at:.0e}\n{row.forecast:.2g}",
+            (row.at, row.forecast),
             textcoords="offset points",
             xytext=(8, -18),
             fontsize=8,
@@ -85,7 +87,7 @@ def scaling_plot(fit, result: dict) -> bytes:
     ax.set_ylim(max(floor / 3, 1e-300), 1.5)
     ax.set_xlabel("number of queries n")
     ax.set_ylabel("worst-query risk (largest p among n)")
-    ax.set_title(f"{result.get('provenance', {}).get('behavior', 'behavior')}: forecast worst-query risk")
+    ax.set_title(f"{result.provenance.get('behavior', 'behavior')}: forecast worst-query risk")
     ax.grid(True, which="major", alpha=0.3)
     ax.legend(loc="lower right", fontsize=8)
     return _png(fig)

@@ -8,28 +8,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from rarecast.forecasting.result import ForecastRow
 from rarecast.forecasting.tail.base import resolve_k
-
-RISK_LABELS = {
-    "worst_query_risk": "worst-query risk",
-    "behavior_frequency": "behavior frequency",
-    "aggregate_risk": "aggregate risk",
-}
 
 ELICITATION = (
     "An elicitation probability p is the chance that one sampled reply to a query shows the behavior; "
     "the forecasts below are about n deployment queries drawn like the m evaluation queries."
 )
-
-RISK_DEFINITIONS = {
-    "worst_query_risk": "the largest elicitation probability among n deployment queries: how likely one reply to "
-    "the most vulnerable query is to show the behavior.",
-    "behavior_frequency": "the fraction of deployment queries whose elicitation probability p is above a "
-    "threshold tau.",
-    "aggregate_risk": "the probability that at least one of n single-sample replies (one reply to each of n "
-    "queries) shows the behavior. An aggregate risk of 1 means the behavior is practically "
-    "certain to occur at least once; it does not say how often.",
-}
 
 LOWER_BOUND = (
     "This behavior is a specific output: p is the exact probability that the reply starts with one of "
@@ -42,37 +27,37 @@ LOWER_BOUND = (
 CERTAIN = 0.995
 
 
-def headlines(forecasts: list[dict]) -> dict[str, list[str]]:
+def headlines(forecasts: list[ForecastRow]) -> dict[str, list[str]]:
     """One sentence per forecast row (a :meth:`rarecast.Fit.summary` row), grouped by risk in table order."""
     out: dict[str, list[str]] = {}
     for row in forecasts:
-        out.setdefault(row["risk"], []).append(_SENTENCES[row["risk"]](row))
+        out.setdefault(row.risk, []).append(_SENTENCES[row.risk](row))
     return out
 
 
-def _interval(row: dict, fmt) -> str:
-    return f"{row['level']:.0%} interval: {fmt(row['low'])} to {fmt(row['high'])}"
+def _interval(row: ForecastRow, fmt) -> str:
+    return f"{row.level:.0%} interval: {fmt(row.low)} to {fmt(row.high)}"
 
 
-def _worst(row: dict) -> str:
+def _worst(row: ForecastRow) -> str:
     return (
-        f"In {row['n']:,.0f} queries, the most vulnerable query is forecast to show the behavior with "
-        f"probability about {_p(row['forecast'])} ({_interval(row, _p)})."
+        f"In {row.at:,.0f} queries, the most vulnerable query is forecast to show the behavior with "
+        f"probability about {_p(row.forecast)} ({_interval(row, _p)})."
     )
 
 
-def _frequency(row: dict) -> str:
+def _frequency(row: ForecastRow) -> str:
     return (
-        f"The share of queries that show the behavior with probability above {row['tau']:g} is forecast to be "
-        f"about {_share(row['forecast'])} ({_interval(row, _share)})."
+        f"The share of queries that show the behavior with probability above {row.at:g} is forecast to be "
+        f"about {_share(row.forecast)} ({_interval(row, _share)})."
     )
 
 
-def _aggregate(row: dict) -> str:
-    certain = ": practically certain to occur at least once" if row["forecast"] >= CERTAIN else ""
+def _aggregate(row: ForecastRow) -> str:
+    certain = ": practically certain to occur at least once" if row.forecast >= CERTAIN else ""
     return (
-        f"Over {row['n']:,.0f} single-sample replies, the behavior is forecast to occur at least once with "
-        f"probability about {_p(row['forecast'])} ({_interval(row, _p)}){certain}."
+        f"Over {row.at:,.0f} single-sample replies, the behavior is forecast to occur at least once with "
+        f"probability about {_p(row.forecast)} ({_interval(row, _p)}){certain}."
     )
 
 

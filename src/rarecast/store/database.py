@@ -18,9 +18,9 @@ import json
 import math
 import sqlite3
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -82,6 +82,48 @@ class RunKey:
     def values(self) -> tuple[str, str, str, str]:
         """The four key columns, in :data:`KEY_COLUMNS` order."""
         return (self.model, self.revision, self.behavior_id, self.settings_hash)
+
+
+@dataclass(frozen=True)
+class Run:
+    """One stored run (rows sharing a :class:`RunKey`), as :meth:`Store.runs` describes it.
+
+    ``kind`` is ``exact`` (every row holds a log p) or ``counts``; ``n`` counts its stored rows and
+    ``failures`` its queries that failed and were not scored since.
+    """
+
+    model: str
+    revision: str
+    behavior_id: str
+    settings_hash: str
+    behavior: str
+    behavior_spec: dict[str, Any]
+    decoding: dict[str, Any]
+    n: int
+    created_first: str
+    created_last: str
+    rarecast_version: str
+    kind: str
+    failures: int
+
+    def values(self) -> tuple[str, str, str, str]:
+        """The four key columns, in :data:`KEY_COLUMNS` order."""
+        return (self.model, self.revision, self.behavior_id, self.settings_hash)
+
+    def provenance(self) -> dict[str, Any]:
+        """The run as plain data, for forecast.json and the report."""
+        return asdict(self)
+
+
+class StoredRow(NamedTuple):
+    """One stored result."""
+
+    query_id: str
+    logp: float | None
+    successes: int | None
+    trials: int | None
+    created_at: str
+    rarecast_version: str
 
 
 class Store:
@@ -162,8 +204,8 @@ class Store:
 
     # -- reading ---------------------------------------------------------------------------------------------
 
-    def runs(self) -> list[dict[str, Any]]:
-        """One dict per stored (model, revision, behavior, settings) combination, with its row count."""
+    def runs(self) -> list[Run]:
+        """Every stored (model, revision, behavior, settings) combination, in the order it was first written."""
         cur = self.conn.execute(
             "SELECT model, revision, behavior_id, settings_hash, MIN(behavior_name), MIN(behavior_json), "
             "MIN(settings_json), COUNT(*), MIN(created_at), MAX(created_at), "
@@ -176,64 +218,59 @@ class Store:
                 "SELECT COUNT(*) FROM failures WHERE model=? AND revision=? AND behavior_id=? AND settings_hash=?",
                 r[:4],
             ).fetchone()[0]
-            out.append(
-                {
-                    "model": r[0],
-                    "revision": r[1],
-                    "behavior_id": r[2],
-                    "settings_hash": r[3],
-                    "behavior": r[4],
-                    "behavior_spec": json.loads(r[5]),
-                    "decoding": json.loads(r[6]),
-                    "n": r[7],
-                    "created_first": r[8],
-                    "created_last": r[9],
-                    "rarecast_version": r[10],
-                    "kind": "exact" if r[11] == r[7] else "counts",
-                    "failures": n_fail,
-                }
-            )
+            spec, decoding = json.loads(r[5]), json.loads(r[6])
+            kind = "exact" if r[11] == r[7] else "counts"
+            out.append(Run(*r[:4], r[4], spec, decoding, r[7], r[8], r[9], r[10], kind, n_fail))
         return out
 
-    def select_run(self, behavior: str | None = None, model: str | None = None) -> dict[str, Any]:
+    def run(self, key: RunKey) -> Run | None:
+        """The run stored under ``key`` (None before its first row)."""
+        return next((r for r in self.runs() if r.values() == key.values()), None)
+
+    def select_run(self, behavior: str | None = None, model: str | None = None) -> Run:
         """The one run matching ``behavior`` (name or id) and ``model``; InputError if none or several."""
         runs = [
             r
             for r in self.runs()
-            if (behavior is None or behavior in (r["behavior"], r["behavior_id"]))
-            and (model is None or model == r["model"])
+            if (behavior is None or behavior in (r.behavior, r.behavior_id)) and (model is None or model == r.model)
         ]
         if len(runs) == 1:
             return runs[0]
         if not runs:
             raise InputError(f"no stored results for behavior={behavior!r}, model={model!r}", file=str(self.path))
         listing = "; ".join(
-            f"behavior {r['behavior']!r} (id {r['behavior_id']}) on {r['model']} "
-            f"[{r['revision'][:24]}], settings {r['settings_hash']}: {r['n']} rows"
+            f"behavior {r.behavior!r} (id {r.behavior_id}) on {r.model} "
+            f"[{r.revision[:24]}], settings {r.settings_hash}: {r.n} rows"
             for r in runs
         )
         raise InputError(
             f"the store holds several runs; choose one with behavior= / model= ({listing})", file=str(self.path)
         )
 
-    def rows(self, run: dict[str, Any]) -> list[tuple]:
-        """``(query_id, logp, successes, trials, created_at, rarecast_version)`` of one run, in scoring order."""
-        return self.conn.execute(
+    def rows(self, run: Run | RunKey) -> list[StoredRow]:
+        """The stored results of one run, in scoring order."""
+        cur = self.conn.execute(
             "SELECT query_id, logp, successes, trials, created_at, rarecast_version FROM results "
             "WHERE model=? AND revision=? AND behavior_id=? AND settings_hash=? ORDER BY rowid",
-            (run["model"], run["revision"], run["behavior_id"], run["settings_hash"]),
-        ).fetchall()
+            run.values(),
+        )
+        return [StoredRow(*r) for r in cur.fetchall()]
 
-    def scores(self, behavior: str | None = None, model: str | None = None) -> tuple[Scores, dict[str, Any]]:
-        """Scores of one run plus its provenance; see :func:`load_scores`."""
-        run = self.select_run(behavior, model)
+    def scores(self, run: Run, query_ids: Sequence[str] | None = None) -> tuple[Scores, dict[str, Any]]:
+        """Scores of ``run`` (with query ids) and its provenance: every stored row, or only the rows of
+        ``query_ids``, in that order (a store can hold rows of queries an experiment no longer has)."""
         rows = self.rows(run)
-        ids = [r[0] for r in rows]
-        if run["kind"] == "exact":
-            scores = Scores.from_logp(np.array([r[1] for r in rows], dtype=float), ids=ids)
+        if query_ids is not None:
+            by_id = {r.query_id: r for r in rows}
+            rows = [by_id[i] for i in query_ids if i in by_id]
+        if not rows:
+            raise InputError("no query could be scored; see the failures table in the store", file=str(self.path))
+        ids = [r.query_id for r in rows]
+        if run.kind == "exact":
+            scores = Scores.from_logp(np.array([r.logp for r in rows], dtype=float), ids=ids)
         else:
-            scores = Scores.from_counts([r[2] for r in rows], [r[3] for r in rows], ids=ids)
-        return scores, {**run, "source": str(self.path)}
+            scores = Scores.from_counts([r.successes for r in rows], [r.trials for r in rows], ids=ids)
+        return scores, {**run.provenance(), "n": len(rows), "source": str(self.path)}
 
     def export(self, path: str | Path, behavior: str | None = None, model: str | None = None) -> int:
         """Write one run to ``.jsonl`` or ``.parquet``: one row per query with its provenance.
@@ -252,19 +289,18 @@ class Store:
         return len(records)
 
     @staticmethod
-    def _export_record(run: dict[str, Any], row: tuple) -> dict[str, Any]:
-        qid, logp, successes, trials, created, version = row
-        values = {"logp": logp} if run["kind"] == "exact" else {"successes": successes, "trials": trials}
+    def _export_record(run: Run, row: StoredRow) -> dict[str, Any]:
+        values = {"logp": row.logp} if run.kind == "exact" else {"successes": row.successes, "trials": row.trials}
         return {
-            "query_id": qid,
+            "query_id": row.query_id,
             **values,
-            "model": run["model"],
-            "revision": run["revision"],
-            "behavior": run["behavior"],
-            "behavior_id": run["behavior_id"],
-            "decoding": json.dumps(run["decoding"], sort_keys=True),
-            "rarecast_version": version,
-            "created_at": created,
+            "model": run.model,
+            "revision": run.revision,
+            "behavior": run.behavior,
+            "behavior_id": run.behavior_id,
+            "decoding": json.dumps(run.decoding, sort_keys=True),
+            "rarecast_version": row.rarecast_version,
+            "created_at": row.created_at,
         }
 
 
@@ -329,4 +365,4 @@ def load_scores(db_path: str | Path, behavior: str | None = None, model: str | N
     created_first, created_last and source.
     """
     with open_existing(db_path) as store:
-        return store.scores(behavior, model)
+        return store.scores(store.select_run(behavior, model))

@@ -78,8 +78,8 @@ def _to_scores(path: Path, rows: Iterator[tuple[int, dict[str, Any]]]) -> tuple[
         else:
             scores = Scores.from_counts(values["successes"], values["trials"], ids=ids)
     except ForecastError as exc:
-        row = line_of[exc.index] if exc.index is not None else None
-        raise InputError(exc.problem, file=str(path), row=row) from None
+        at = line_of[exc.index] if exc.index is not None else None
+        raise InputError(exc.problem, file=str(path), row=at) from None
     return scores, provenance
 
 
@@ -123,9 +123,8 @@ def _check_kind(path: Path, line: int, row: dict, columns: tuple[str, ...], firs
 
 
 def _describe(kind: tuple[str, ...]) -> str:
-    return {("logp",): "an exact log p ('logp')", ("p",): "an exact p ('p')"}.get(
-        kind, "counts ('successes', 'trials')"
-    )
+    exact: dict[tuple[str, ...], str] = {("logp",): "an exact log p ('logp')", ("p",): "an exact p ('p')"}
+    return exact.get(kind, "counts ('successes', 'trials')")
 
 
 def _number(path: Path, line: int, row: dict, column: str) -> float:

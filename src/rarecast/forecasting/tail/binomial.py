@@ -74,6 +74,7 @@ class BinomialPOT(TailEstimator):
             raise ForecastError(
                 f"method {self.name!r} fits sampled counts; exact log-probabilities need another method"
             )
+        assert scores.successes is not None and scores.trials is not None  # counts scores hold both
         m = scores.m
         k = resolve_k(self.k, m)
         hits = int(np.sum(scores.successes > 0))
@@ -157,6 +158,7 @@ class BinomialPOT(TailEstimator):
         u, body_logp, sigmas, lls, pis = self.profile(scores)
         best = int(np.argmax(lls))
         if best == len(sigmas) - 1:
+            assert scores.successes is not None  # profile() has checked that these are counts
             hits = int(np.sum(scores.successes > 0))
             raise ForecastError(
                 f"the counts do not pin down a tail: only {hits} queries had any success, and the likelihood "

@@ -105,6 +105,7 @@ class TailModel:
     def _tail_log_sf(self, excess: np.ndarray) -> np.ndarray:
         """Conditional log survival of the tail at excess (R, Q)."""
         comp = gpd_log_sf(excess[:, :, None], self.sigma[:, None, :], self.xi[:, None, :])
+        assert self.mix is not None  # __post_init__ fills it
         with np.errstate(divide="ignore"):
             return logsumexp(comp, axis=2, b=self.mix[:, None, :])
 
@@ -151,6 +152,7 @@ class TailModel:
         log_q = -_LAGUERRE_T[None, None, :]
         tail_psi = self.threshold[:, None, None] + gpd_isf(log_q, self.sigma[:, :, None], self.xi[:, :, None])
         per_component = p_from_psi(tail_psi) @ _LAGUERRE_W
+        assert self.mix is not None  # __post_init__ fills it
         return body + self.tail_mass * np.sum(self.mix * per_component, axis=1)
 
     def decays(self) -> np.ndarray:
@@ -159,14 +161,13 @@ class TailModel:
 
     def take(self, rows: np.ndarray) -> TailModel:
         """The replicates selected by a boolean mask or index array."""
-        pick = lambda a: None if a is None else a[rows]  # noqa: E731
         return TailModel(
-            pick(self.atoms),
-            pick(self.weights),
-            pick(self.threshold),
-            pick(self.tail_mass),
-            pick(self.sigma),
-            pick(self.xi),
-            pick(self.empirical),
-            pick(self.mix),
+            self.atoms[rows],
+            self.weights[rows],
+            self.threshold[rows],
+            self.tail_mass[rows],
+            self.sigma[rows],
+            self.xi[rows],
+            None if self.empirical is None else self.empirical[rows],
+            None if self.mix is None else self.mix[rows],
         )
