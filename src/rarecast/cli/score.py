@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from rarecast.cli import app
+
+if TYPE_CHECKING:
+    from rarecast.backends.base import Backend
+    from rarecast.elicitation.ray_engine import RayEngine
 
 
 @app.command("score")
@@ -76,6 +80,7 @@ def score_command(
         opts = {"dtype": dtype, "device": device}
         if batch_tokens is not None:
             opts["batch_tokens"] = batch_tokens
+    runner: Backend | RayEngine
     if engine == "ray":
         from rarecast.elicitation.ray_engine import RayEngine
 

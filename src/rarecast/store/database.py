@@ -220,7 +220,7 @@ class Store:
             ).fetchone()[0]
             spec, decoding = json.loads(r[5]), json.loads(r[6])
             kind = "exact" if r[11] == r[7] else "counts"
-            out.append(Run(*r[:4], r[4], spec, decoding, r[7], r[8], r[9], r[10], kind, n_fail))
+            out.append(Run(r[0], r[1], r[2], r[3], r[4], spec, decoding, r[7], r[8], r[9], r[10], kind, n_fail))
         return out
 
     def run(self, key: RunKey) -> Run | None:
@@ -269,7 +269,8 @@ class Store:
         if run.kind == "exact":
             scores = Scores.from_logp(np.array([r.logp for r in rows], dtype=float), ids=ids)
         else:
-            scores = Scores.from_counts([r.successes for r in rows], [r.trials for r in rows], ids=ids)
+            successes = np.array([r.successes for r in rows], dtype=float)
+            scores = Scores.from_counts(successes, np.array([r.trials for r in rows], dtype=float), ids=ids)
         return scores, {**run.provenance(), "n": len(rows), "source": str(self.path)}
 
     def export(self, path: str | Path, behavior: str | None = None, model: str | None = None) -> int:
