@@ -33,7 +33,7 @@ $(CHROMIUM): $(STAMP)
 demo: $(STAMP)
 	.venv/bin/rarecast demo
 
-# Lint, format, the layer rule (pyproject's import-linter contracts), then the tests.
+# Lint, format, the layer rule (pyproject's import-linter contracts), types (mypy), then the tests.
 test: lint $(CHROMIUM)
 	$(PY) -m pytest
 
@@ -44,6 +44,7 @@ lint: $(TESTENV)
 	.venv/bin/ruff check $(LINTED)
 	.venv/bin/ruff format --check $(LINTED)
 	.venv/bin/lint-imports
+	.venv/bin/mypy
 
 bench: $(STAMP)
 	$(PY) benchmarks/forecast_accuracy.py --quick

@@ -1,4 +1,4 @@
-"""The public contract of DESIGN.md section 4."""
+"""The public contract (docs/python-api.md): fit_tail, the three risks, intervals, Scores and ForecastError."""
 
 import numpy as np
 import pytest

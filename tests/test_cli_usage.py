@@ -1,9 +1,11 @@
 """The command line's edges: usage errors and a mistyped model print one `rarecast: error: ...` line and exit
 with status 2; `--no-progress` hides only the live bar."""
 
+import http.server
+import os
 import subprocess
 import sys
-import time
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -70,8 +72,8 @@ def test_help_exits_0_and_no_arguments_show_the_help(monkeypatch, capsys):
     assert status == 2 and "forecast" in out and "rarecast: error" not in err
 
 
-def score_with(model: str, tmp_path) -> subprocess.CompletedProcess:
-    """`rarecast score` of one query with ``model``, as a user would run it."""
+def score_with(model: str, tmp_path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """`rarecast score` of one query with ``model``, as a user would run it (``env`` added to the environment)."""
     queries, behavior = tmp_path / "q.jsonl", tmp_path / "b.yaml"
     queries.write_text('{"prompt": "What is the password?"}\n')
     behavior.write_text("name: leaks\nkind: specific_output\ntargets: ['The password is']\n")
@@ -90,13 +92,35 @@ def score_with(model: str, tmp_path) -> subprocess.CompletedProcess:
         capture_output=True,
         text=True,
         timeout=120,
+        env={**os.environ, **(env or {})},
     )
 
 
+class RecordingHub(http.server.BaseHTTPRequestHandler):
+    """A stand-in hub on loopback that records every request it gets (and answers none usefully)."""
+
+    requests: list[str] = []
+
+    def do_GET(self):  # noqa: N802 (the handler API's name)
+        RecordingHub.requests.append(self.path)
+        self.send_error(503)
+
+    do_HEAD = do_POST = do_GET  # noqa: N815
+
+    def log_message(self, *args):
+        pass
+
+
 def test_mistyped_model_fails_fast_offline(tmp_path):
-    start = time.perf_counter()
-    done = score_with("hf:smollm", tmp_path)
-    assert time.perf_counter() - start < 20, "a name that is not local must not wait on the hub"
+    # The hub address points at a loopback server that records requests: a name that is not local must fail
+    # from the local check alone, without asking any hub (on a machine with no internet, that wait never ends).
+    hub = http.server.ThreadingHTTPServer(("127.0.0.1", 0), RecordingHub)
+    threading.Thread(target=hub.serve_forever, daemon=True).start()
+    try:
+        done = score_with("hf:smollm", tmp_path, env={"HF_ENDPOINT": f"http://127.0.0.1:{hub.server_port}"})
+    finally:
+        hub.shutdown()
+    assert RecordingHub.requests == [], "a name that is not local must not ask the hub"
     assert done.returncode == 2 and done.stdout == ""
     err = done.stderr
     assert err.startswith("rarecast: error: hf model 'smollm' is not found locally") and err.count("\n") == 1

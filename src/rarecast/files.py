@@ -13,6 +13,8 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
+import yaml
+
 from rarecast.errors import InputError
 
 Row = tuple[int, dict]
@@ -138,8 +140,6 @@ def write_table(path: Path, records: list[dict], metadata: dict[str, str] | None
 
 def read_yaml_mapping(path: Path, what: str) -> dict:
     """A YAML file that must hold a mapping, read with ``yaml.safe_load``; errors give the file and line."""
-    import yaml
-
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:

@@ -22,7 +22,9 @@ How a query is scored (see docs/elicitation.md for the reasons):
 
 from __future__ import annotations
 
+import copy
 import hashlib
+import inspect
 import os
 from collections.abc import Sequence
 from contextlib import contextmanager
@@ -33,6 +35,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from rarecast.backends.base import SamplingSettings
+from rarecast.backends.smollm2 import file_digest, load_gguf, load_smollm2, stay_offline
 from rarecast.errors import InputError
 
 if TYPE_CHECKING:  # backends take queries but never build them, so queries may import backends
@@ -479,8 +482,6 @@ class HFBackend:
         return [self._sample_one(q, k, settings) for q in queries]
 
     def _sample_one(self, query: Query, k: int, settings: SamplingSettings, chunk: int = 256) -> list[str]:
-        import copy
-
         import torch
 
         prompt_ids = encode(self.tokenizer, render_prompt(self.tokenizer, query))
@@ -518,8 +519,6 @@ class HFBackend:
     @property
     def _cache_kw(self) -> str:
         """The KV-cache keyword: ``cache`` in newer transformers, ``past_key_values`` before."""
-        import inspect
-
         params = inspect.signature(self.model.forward).parameters
         return "cache" if "cache" in params else "past_key_values"
 
@@ -574,13 +573,9 @@ def make_backend(spec: str, *, dtype: str = "fp32", device: str | None = None, *
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     with _no_loader_progress_bars():
         if spec in ("smollm2", "default", ""):
-            from rarecast.backends.smollm2 import load_smollm2
-
             model, tokenizer, revision = load_smollm2(device)
             name = "hf:smollm2"
         elif spec.endswith(".gguf") and Path(spec).is_file():
-            from rarecast.backends.smollm2 import load_gguf
-
             model, tokenizer, revision = load_gguf(Path(spec), device)
             name = f"hf:{Path(spec).name}"
         else:
@@ -613,6 +608,7 @@ def _no_loader_progress_bars():
 def _load_pretrained(spec: str, device: str):
     """A local folder, or a hub id already in the Hugging Face cache. Local files only: a mistyped name would
     otherwise spend about a minute retrying a hub that rarecast never downloads from."""
+    stay_offline()
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     try:
@@ -636,7 +632,6 @@ def _revision(spec: str, model) -> str:
     commit = getattr(model.config, "_commit_hash", None)
     if commit and not os.path.isdir(spec):
         return f"commit:{commit}"
-    from rarecast.backends.smollm2 import file_digest
 
     folder = Path(spec)
     files = sorted(p for p in folder.iterdir() if p.suffix in {".json", ".safetensors", ".bin"})

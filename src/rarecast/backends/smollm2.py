@@ -13,6 +13,7 @@ import importlib.util
 import json
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
@@ -63,6 +64,15 @@ def file_digest(path: Path) -> str:
     return known[key]
 
 
+def stay_offline() -> None:
+    """Keep Hugging Face libraries off the network: rarecast loads weights from disk only, and even a local load
+    would otherwise ask the hub for its agent registry (and wait out the timeout on a machine with no internet)."""
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    hub = sys.modules.get("huggingface_hub.constants")
+    if hub is not None:  # already imported: its constant was read from the environment at import time
+        setattr(hub, "HF_HUB_OFFLINE", True)  # noqa: B010 (a module attribute mypy cannot see)
+
+
 def load_smollm2(device: str = "cpu"):
     """Load the embedded model; returns ``(model, tokenizer, revision)`` with revision ``gguf-sha256:<hex>``."""
     return load_gguf(find_gguf(), device, cache_name="smollm2")
@@ -71,7 +81,7 @@ def load_smollm2(device: str = "cpu"):
 def load_gguf(gguf: Path, device: str = "cpu", cache_name: str | None = None):
     """Load any GGUF file through its safetensors copy in the cache (made on first use); returns ``(model,
     tokenizer, revision)`` with revision ``gguf-sha256:<hex>`` of the file."""
-    os.environ["HF_HUB_OFFLINE"] = "1"  # the weights are on disk; never reach for the hub
+    stay_offline()
     digest = file_digest(gguf)
     cached = cache_root() / "models" / f"{cache_name or gguf.stem}-{digest[:16]}"
     if not (cached / "model.safetensors").is_file():

@@ -298,7 +298,7 @@ def load_behavior(source: str | Path | Mapping[str, Any]) -> Behavior:
     """A behavior from a YAML file (read with ``yaml.safe_load``) or from a dict of the same form.
 
     ``name`` and ``kind`` are required; unknown keys are rejected so a misspelt setting never passes silently.
-    See DESIGN.md section 4 and docs/elicitation.md for the fields of each kind.
+    See docs/elicitation.md for the fields of each kind.
     """
     file = None
     if isinstance(source, Mapping):

@@ -21,6 +21,8 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
+from rarecast.backends import get_backend
+from rarecast.backends.base import SamplingSettings
 from rarecast.errors import InputError
 from rarecast.queries import Query
 
@@ -104,8 +106,6 @@ class ModelJudge:
     @property
     def backend(self):
         if self._backend is None:
-            from rarecast.backends import get_backend
-
             self._backend = get_backend(self.model)
         return self._backend
 
@@ -114,7 +114,6 @@ class ModelJudge:
         if self.method == "logprob":
             lp = self.backend.continuation_logprobs(asks, ["YES", "NO"], temperature=1.0)
             return [bool(row[0] > row[1]) for row in lp]
-        from rarecast.backends.base import SamplingSettings
 
         answers = self.backend.sample(asks, 1, SamplingSettings(temperature=0.0, max_tokens=4, seed=0))
         return [a[0].strip().upper().startswith("YES") for a in answers]

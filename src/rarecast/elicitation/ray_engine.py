@@ -18,6 +18,7 @@ import os
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+from rarecast.backends import get_backend
 from rarecast.elicitation.behaviors import Outcome, run_key
 from rarecast.elicitation.engines import Measured, Task, measure_chunk
 from rarecast.errors import InputError
@@ -42,8 +43,6 @@ class Scorer:
 
     def __init__(self, model: str, backend_opts: dict, behaviors: list[Any], threads: int):
         import torch
-
-        from rarecast.backends import get_backend
 
         # One actor per CPU share: torch's default (all cores) would oversubscribe a machine with several actors.
         torch.set_num_threads(max(1, threads))
@@ -70,8 +69,6 @@ def _outcome_dict(outcome: Outcome) -> dict[str, Any]:
 
 def _remote_run_key(model: str, backend_opts: dict, behavior: Any) -> RunKey:
     """The run's store key, computed where the model can be loaded (a worker, not the driver)."""
-    from rarecast.backends import get_backend
-
     return run_key(get_backend(model, **backend_opts), behavior)
 
 

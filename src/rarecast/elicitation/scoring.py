@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
+from rich.progress import BarColumn, MofNCompleteColumn, TaskID, TextColumn, TimeRemainingColumn
 from rich.progress import Progress as RichProgress
 from rich.table import Table
 
@@ -170,7 +170,8 @@ def score(
     key = policy.key(engine.run_key(behavior))
     size = chunk_size or default_chunk_size(behavior)
     tokens0, start = engine.tokens_processed, time.perf_counter()
-    stored, failures = set(), FailureTally()
+    stored: set[str] = set()
+    failures = FailureTally()
     with Progress(engine, enabled=progress) as bar:
         for round_ in policy.rounds(queries, behavior, store, key):
             bar.begin(round_)
@@ -213,7 +214,7 @@ class Progress:
             console=Console(stderr=True),
             transient=False,
         )
-        self.task = None
+        self.task: TaskID | None = None
 
     def __enter__(self) -> Progress:
         return self

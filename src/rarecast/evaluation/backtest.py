@@ -18,6 +18,7 @@ time (gpd-bayes, binomial) are looped, trial by trial.
 
 from __future__ import annotations
 
+import io
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -270,8 +271,6 @@ def forecast_vs_actual(result: BacktestResult, max_points: int = 300) -> bytes:
 
     The diagonal is a perfect forecast; the shaded band is within one order of magnitude.
     """
-    import io
-
     import matplotlib
 
     matplotlib.use("Agg")

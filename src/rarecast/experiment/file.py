@@ -31,11 +31,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rarecast.elicitation.behaviors import load_behavior
 from rarecast.elicitation.failures import FailureLimit
 from rarecast.errors import InputError
 from rarecast.files import read_yaml_mapping
 from rarecast.forecasting.fit import DEFAULT_N, DEFAULT_TAU
+from rarecast.forecasting.tail import methods
 from rarecast.queries.building import load_spec
+from rarecast.queries.generation import GenerationRequest
 
 _KEYS = {"name", "queries", "model", "model_options", "behavior", "n", "tau", "method", "level", "max_failures", "out"}
 _QUERY_FORMS = {"file", "build", "generate"}
@@ -76,8 +79,6 @@ def load_experiment(source: str | Path | Mapping[str, Any], *, out: str | Path |
 
 
 def _parse(raw: dict, file: str | None, base: Path, out: Path | None, default_out: Path) -> Experiment:
-    from rarecast.elicitation.behaviors import load_behavior
-
     def fail(key: str, problem: str) -> InputError:
         return InputError(f"key '{key}': {problem}", file=file)
 
@@ -149,7 +150,6 @@ def _query_source(raw: Any, base: Path, fail) -> dict[str, Any]:
             except InputError as exc:
                 raise fail("queries.build", exc.problem) from None
         raise fail("queries.build", "must be a spec file or an inline spec mapping")
-    from rarecast.queries.generation import GenerationRequest
 
     try:
         return {"generate": GenerationRequest.from_dict(value)}
@@ -175,8 +175,6 @@ def _numbers(raw: Any, key: str, ok, rule: str, fail) -> tuple[float, ...]:
 
 
 def _method(raw: Any, fail) -> str | None:
-    from rarecast.forecasting.tail import methods
-
     if raw is None:
         return None
     if raw not in methods():

@@ -19,6 +19,7 @@ from rarecast.forecasting.fit import forecast_result
 from rarecast.forecasting.result import ForecastResult
 from rarecast.queries import Query, load_queries
 from rarecast.queries.building import BuildReport, build_queries, write_queries
+from rarecast.queries.generation import generate_queries
 from rarecast.report import write_report
 from rarecast.report.console import print_forecast
 from rarecast.store import Store
@@ -95,8 +96,6 @@ def _static_queries(exp: Experiment) -> tuple[list[Query] | None, BuildReport | 
 
 
 def _generated_queries(exp: Experiment, progress: bool) -> list[Query]:
-    from rarecast.queries.generation import generate_queries
-
     request = exp.queries["generate"]
     path = exp.out / "generated_queries.jsonl"
     generate_queries(request, path, progress=progress)

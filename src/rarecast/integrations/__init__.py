@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rarecast.elicitation.behaviors import settings_hash
 from rarecast.errors import InputError
 from rarecast.files import write_table
 from rarecast.provenance import rarecast_version, utc_now
@@ -51,8 +52,6 @@ class ImportedRun:
     @property
     def behavior_id(self) -> str:
         """Stable hash of ``behavior_spec``, as behaviors scored by rarecast itself get."""
-        from rarecast.elicitation.behaviors import settings_hash
-
         return settings_hash(self.behavior_spec)
 
 

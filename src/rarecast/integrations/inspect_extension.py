@@ -25,6 +25,10 @@ import numpy as np
 from inspect_ai.scorer import Metric, SampleScore, Score, Scorer, Target, metric, scorer
 from inspect_ai.solver import TaskState
 
+import rarecast as rc
+from rarecast import Scores
+from rarecast.backends import get_backend
+from rarecast.elicitation.behaviors import load_behavior, run_key
 from rarecast.integrations.inspect import DEFAULT_SUCCESS, add_epoch, canonical_value, finish_pools, new_pools
 from rarecast.queries import Query
 
@@ -48,20 +52,14 @@ class _Measurer:
     model and scores are deterministic only when queries are not interleaved mid-batch."""
 
     def __init__(self, behavior: str | dict, model: str, backend_options: dict[str, Any]):
-        from rarecast.elicitation.behaviors import load_behavior
-
         self.behavior = load_behavior(Path(behavior) if isinstance(behavior, str) else behavior)
         self.model, self.options = model, backend_options
         self._backend: Backend | None = None
         self._lock = threading.Lock()
 
     def measure(self, query: Query) -> Score:
-        from rarecast.elicitation.behaviors import run_key
-
         with self._lock:
             if self._backend is None:
-                from rarecast.backends import get_backend
-
                 self._backend = get_backend(self.model, **self.options)
             (outcome,) = self.behavior.measure([query], self._backend)
             key = run_key(self._backend, self.behavior)
@@ -90,8 +88,6 @@ def forecast(n: Sequence[float] = (1e4, 1e6), tau: Sequence[float] = (0.5,), met
     sizes, taus = [float(x) for x in n], [float(t) for t in tau]
 
     def compute(scores: list[SampleScore]) -> dict[str, float]:
-        import rarecast as rc
-
         keys = (
             [f"worst_query_risk@{x:g}" for x in sizes]
             + [f"aggregate_risk@{x:g}" for x in sizes]
@@ -110,8 +106,6 @@ def forecast(n: Sequence[float] = (1e4, 1e6), tau: Sequence[float] = (0.5,), met
 
 def scores_of(sample_scores: Sequence[SampleScore], success: Sequence[str] = DEFAULT_SUCCESS):
     """Pool per-epoch sample scores by sample id into :class:`rarecast.Scores`, as the log importer does."""
-    from rarecast import Scores
-
     wanted = {canonical_value(v) for v in success}
     pools = new_pools()
     for s in sample_scores:

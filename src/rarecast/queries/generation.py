@@ -15,6 +15,10 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from rarecast.backends import SamplingSettings, get_backend
 from rarecast.errors import InputError
 from rarecast.queries import Query, load_queries, stable_id
 from rarecast.queries.building import query_record
@@ -110,8 +114,6 @@ def generate_queries(request: GenerationRequest, out: str | Path, *, progress: b
     Raises InputError when ``max_rounds`` rounds pass without reaching ``n`` (the generator keeps repeating
     itself); what was generated so far stays in the file.
     """
-    from rarecast.backends import SamplingSettings, get_backend
-
     out = Path(out)
     have = load_queries(out) if out.is_file() and out.stat().st_size else []
     seen = {_norm(_user_text(q)) for q in have}
@@ -161,9 +163,6 @@ class _Bar:
     def __init__(self, total: int, done: int, enabled: bool):
         self.enabled = enabled
         if enabled:
-            from rich.console import Console
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
             self.bar = Progress(
                 TextColumn("generating"),
                 BarColumn(),

@@ -5,7 +5,11 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+
+from rarecast.errors import InputError
+from rarecast.files import columns_of, read_rows
 
 
 @dataclass(frozen=True)
@@ -46,11 +50,6 @@ def load_queries(path) -> list[Query]:
     fields, duplicate ids, text that is not UTF-8, a JSON array instead of JSON Lines, or a file with no
     queries.
     """
-    from pathlib import Path
-
-    from rarecast.errors import InputError
-    from rarecast.files import columns_of, read_rows
-
     p = Path(path)
     if not p.is_file():
         raise InputError("no such file", file=str(p))
@@ -65,8 +64,6 @@ def load_queries(path) -> list[Query]:
 
 
 def _check_columns(columns, file: str) -> None:
-    from rarecast.errors import InputError
-
     cols = set(columns)
     if not cols & {"prompt", "user", "messages"}:
         raise InputError(
@@ -76,8 +73,6 @@ def _check_columns(columns, file: str) -> None:
 
 def _query_from_record(rec: dict, file: str, row: int) -> Query:
     """One record (JSON object or table row) -> Query; the table form user/system becomes messages."""
-    from rarecast.errors import InputError
-
     rec = dict(rec)
     if "user" in rec and "messages" not in rec and "prompt" not in rec:
         msgs = [{"role": "system", "content": rec.pop("system")}] if "system" in rec else []
@@ -102,8 +97,6 @@ def _query_from_record(rec: dict, file: str, row: int) -> Query:
 
 
 def _check_messages(messages, file: str, row: int) -> tuple[dict[str, str], ...]:
-    from rarecast.errors import InputError
-
     if not isinstance(messages, list) or not messages:
         raise InputError("'messages' must be a non-empty list", file=file, row=row)
     out = []
@@ -117,8 +110,6 @@ def _check_messages(messages, file: str, row: int) -> tuple[dict[str, str], ...]
 
 
 def _unique(pairs: list[tuple[int, Query]], file: str) -> list[Query]:
-    from rarecast.errors import InputError
-
     first: dict[str, int] = {}
     for row, q in pairs:
         if q.id in first:

@@ -7,8 +7,11 @@ from pathlib import Path
 
 import numpy as np
 
+from rarecast.forecasting.best_of_n import MIN_QUERIES, fit_best_of_n
 from rarecast.forecasting.result import ForecastResult
 from rarecast.queries import Query
+from rarecast.report.html import render
+from rarecast.report.plots import attempts_plot, distribution_plot, scaling_plot
 
 
 def write_report(fit, result: ForecastResult, queries: Mapping[str, Query], out: str | Path) -> tuple[Path, list[Path]]:
@@ -19,10 +22,6 @@ def write_report(fit, result: ForecastResult, queries: Mapping[str, Query], out:
     :func:`rarecast.forecasting.fit.forecast_result`; ``queries`` maps query ids to queries for the riskiest-query
     table. Returns the HTML path and the PNG paths.
     """
-    from rarecast.forecasting.best_of_n import MIN_QUERIES, fit_best_of_n
-    from rarecast.report.html import render
-    from rarecast.report.plots import attempts_plot, distribution_plot, scaling_plot
-
     out = Path(out)
     plots = {"scaling": scaling_plot(fit, result), "distribution": distribution_plot(fit)}
     if fit.scores.kind == "counts" and fit.scores.m >= MIN_QUERIES and fit.scores.successes.any():

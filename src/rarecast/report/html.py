@@ -17,6 +17,7 @@ import numpy as np
 from rarecast.forecasting.result import ForecastResult
 from rarecast.forecasting.risks import RISKS
 from rarecast.queries import Query
+from rarecast.report.plots import probabilities
 from rarecast.report.wording import (
     ELICITATION,
     LOWER_BOUND,
@@ -89,8 +90,6 @@ def context(result: ForecastResult, fit, queries: Mapping[str, Query], plots: Ma
 def riskiest(scores, queries: Mapping[str, Query], limit: int = RISKIEST) -> tuple[list[dict[str, Any]], str | None]:
     """The ``limit`` evaluation queries with the largest probability, with their texts where known, and the
     system prompt they all open with (``None`` unless they all share one), which the rows then leave out."""
-    from rarecast.report.plots import probabilities
-
     p = probabilities(scores)
     ids = scores.ids or tuple(str(i + 1) for i in range(scores.m))
     top = np.argsort(-p, kind="stable")[:limit]

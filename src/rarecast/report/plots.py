@@ -10,6 +10,7 @@ matplotlib.use("Agg")  # before pyplot: reports are drawn on servers and in CI w
 
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from scipy.special import gammaln
 
 from rarecast.forecasting.result import ForecastResult  # noqa: E402
 
@@ -122,8 +123,6 @@ def attempts_plot(best, k: float) -> bytes:
 
 def _log_comb(n: np.ndarray, r: float) -> np.ndarray:
     """log C(n, r), -inf where r > n."""
-    from scipy.special import gammaln
-
     n = np.asarray(n, dtype=float)
     with np.errstate(invalid="ignore"):
         return np.where(n >= r, gammaln(n + 1) - gammaln(r + 1) - gammaln(np.maximum(n - r, 0) + 1), -np.inf)

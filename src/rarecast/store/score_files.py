@@ -17,6 +17,7 @@ from typing import Any
 from rarecast.errors import ForecastError, InputError
 from rarecast.files import JSONL_SUFFIXES, read_rows
 from rarecast.scores import Scores
+from rarecast.store import load_scores
 
 #: columns that describe where scores came from; the first row's values are reported as the provenance
 PROVENANCE_FIELDS = ("model", "revision", "behavior", "behavior_id", "decoding", "rarecast_version")
@@ -34,8 +35,6 @@ def read_scores(path: str | Path, *, model: str | None = None, behavior: str | N
         raise InputError("no such file", file=str(path))
     suffix = path.suffix.lower()
     if suffix == ".db":
-        from rarecast.store import load_scores
-
         return load_scores(path, behavior=behavior, model=model)
     if suffix not in JSONL_SUFFIXES + (".csv", ".parquet"):
         raise InputError(

@@ -8,6 +8,7 @@ from typing import ClassVar, Protocol
 import numpy as np
 
 from rarecast.errors import ForecastError
+from rarecast.forecasting.tail.model import TailModel
 from rarecast.scores import Scores
 
 
@@ -134,8 +135,6 @@ class PeaksOverThreshold(TailEstimator):
         The tail's mass above the (k+1)-th of m scores gets its Jeffreys posterior Beta(k + 1/2, m - k + 1/2);
         the body's weights shrink or grow to match.
         """
-        from rarecast.forecasting.tail.model import TailModel
-
         r, m = len(sigma), psi_desc.shape[1]
         zeta = rng.beta(k + 0.5, m - k + 0.5, size=r)
         atoms, weights = uniform_body(psi_desc, k)
