@@ -5,6 +5,8 @@ probabilities as `rarecast score` (real embedded model)."""
 from __future__ import annotations
 
 import json
+import logging
+import math
 import subprocess
 import sys
 import zipfile
@@ -20,10 +22,14 @@ from inspect_ai import eval as inspect_eval
 from inspect_ai.dataset import Sample  # noqa: E402
 from inspect_ai.log import read_eval_log  # noqa: E402
 from inspect_ai.model import ChatCompletionChoice, ChatMessageAssistant, ModelOutput, ModelUsage, get_model  # noqa: E402
-from inspect_ai.scorer import includes  # noqa: E402
+from inspect_ai.scorer import SampleScore, Score, includes  # noqa: E402
 from inspect_ai.solver import TaskState, solver  # noqa: E402
 from logp_helpers import assert_logp_close  # noqa: E402
 
+import rarecast as rc  # noqa: E402
+from rarecast.evaluation.synthetic import FAMILIES  # noqa: E402
+from rarecast.integrations.inspect_extension import forecast  # noqa: E402
+from rarecast.scores import logp_from_psi  # noqa: E402
 from rarecast.store.score_files import read_scores  # noqa: E402
 
 CLI = [sys.executable, "-c", "from rarecast.cli import main; main()"]
@@ -273,3 +279,140 @@ def test_extension_scores_equal_rarecast_score(tmp_path):
     assert_logp_close([ours_by_id[i] for i in theirs.ids], theirs.logp, n_tokens=2, n_targets=2)
     for field in ("model", "revision", "behavior", "behavior_id", "decoding"):
         assert ours_prov[field] == theirs_prov[field], field
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The forecast metric's numbers: SampleScores built here as the elicitation scorer fills them (no model, no
+# eval), the metric called as inspect calls it, against the public API on Scores built from the raw draws.
+
+METRIC_N, METRIC_TAU = (1e2, 1e4, 1e6), (0.5, 1e-3)
+METRIC_KEYS = {
+    "worst_query_risk@100",
+    "worst_query_risk@10000",
+    "worst_query_risk@1e+06",
+    "aggregate_risk@100",
+    "aggregate_risk@10000",
+    "aggregate_risk@1e+06",
+    "behavior_frequency@0.5",
+    "behavior_frequency@0.001",
+}
+N_METRIC_SAMPLES = 300
+PROVENANCE = {"model": "hf:smollm2", "revision": "r", "behavior": "b", "behavior_id": "id", "decoding": {}}
+
+
+def sample_ids(m: int) -> list[str]:
+    return [f"q{i}" for i in range(m)]
+
+
+def api_forecasts(scores: rc.Scores, method: str | None = None) -> dict[str, float]:
+    """What the public API forecasts on ``scores``, keyed as the metric names its values."""
+    fit = rc.fit_tail(scores, method=method)
+    out = {}
+    for n, w, a in zip(METRIC_N, fit.worst_query_risk(METRIC_N), fit.aggregate_risk(METRIC_N)):
+        out[f"worst_query_risk@{n:g}"], out[f"aggregate_risk@{n:g}"] = float(w), float(a)
+    for tau, f in zip(METRIC_TAU, fit.behavior_frequency(METRIC_TAU)):
+        out[f"behavior_frequency@{tau:g}"] = float(f)
+    return out
+
+
+def assert_metric_equals_api(got: dict, expected: dict) -> None:
+    assert set(got) == METRIC_KEYS and set(expected) == METRIC_KEYS
+    for key in sorted(METRIC_KEYS):
+        assert math.isfinite(got[key]), (key, got[key])
+        assert got[key] == pytest.approx(expected[key], rel=1e-9, abs=0), key
+    assert 0 < got["worst_query_risk@100"] < got["worst_query_risk@10000"] < got["worst_query_risk@1e+06"]
+
+
+def exact_sample_scores(logp: np.ndarray, epochs: int) -> list[SampleScore]:
+    """Epoch by epoch, as the scorer gives them for a deterministic measurement: each epoch repeats its log p."""
+    return [
+        SampleScore(
+            score=Score(value=math.exp(v), metadata={"logp": float(v), **PROVENANCE}),
+            sample_id=qid,
+            scorer="elicitation",
+        )
+        for _ in range(epochs)
+        for qid, v in zip(sample_ids(len(logp)), logp.tolist())
+    ]
+
+
+def sampled_p(rng: np.random.Generator, m: int) -> np.ndarray:
+    """Per-query probabilities high enough that counts see the tail (the family's sampled version)."""
+    return np.exp(logp_from_psi(FAMILIES["exponential-k100"].sample_psi(rng, m)))
+
+
+@pytest.mark.parametrize("method", [None, "gumbel-ols"])
+def test_forecast_metric_on_exact_scores_equals_the_public_api(method):
+    logp = FAMILIES["exponential"].sample(np.random.default_rng(11), N_METRIC_SAMPLES).logp
+    got = forecast(n=METRIC_N, tau=METRIC_TAU, method=method)(exact_sample_scores(logp, epochs=2))
+    expected = api_forecasts(rc.Scores.from_logp(logp, ids=sample_ids(len(logp))), method)
+    assert_metric_equals_api(got, expected)
+
+
+def test_forecast_metric_pools_counts_across_epochs():
+    """Each epoch holds the scorer's successes/trials of one sampled measurement; a sample's epochs add up."""
+    epochs, per_epoch = 4, 25
+    rng = np.random.default_rng(12)
+    successes = rng.binomial(per_epoch, sampled_p(rng, N_METRIC_SAMPLES)[:, None], size=(N_METRIC_SAMPLES, epochs))
+    ids = sample_ids(N_METRIC_SAMPLES)
+    scores = [
+        SampleScore(
+            score=Score(
+                value=int(successes[i, e]) / per_epoch,
+                metadata={"successes": int(successes[i, e]), "trials": per_epoch, **PROVENANCE},
+            ),
+            sample_id=ids[i],
+            scorer="elicitation",
+        )
+        for e in range(epochs)
+        for i in range(N_METRIC_SAMPLES)
+    ]
+    got = forecast(n=METRIC_N, tau=METRIC_TAU)(scores)
+    pooled = rc.Scores.from_counts(successes.sum(axis=1), np.full(N_METRIC_SAMPLES, epochs * per_epoch), ids=ids)
+    assert_metric_equals_api(got, api_forecasts(pooled))
+
+
+def test_forecast_metric_counts_pass_fail_epochs_as_trials():
+    """Plain pass/fail values (C or I, as `includes` gives): each epoch one trial, C a success; an epoch inspect
+    could not score (NaN) is no trial."""
+    epochs = 50
+    rng = np.random.default_rng(13)
+    hit = rng.random((N_METRIC_SAMPLES, epochs)) < sampled_p(rng, N_METRIC_SAMPLES)[:, None]
+    unscored = rng.random((N_METRIC_SAMPLES, epochs)) < 0.05
+    ids = sample_ids(N_METRIC_SAMPLES)
+    scores = [
+        SampleScore(score=Score(value=math.nan if unscored[i, e] else "CI"[not hit[i, e]]), sample_id=ids[i])
+        for e in range(epochs)
+        for i in range(N_METRIC_SAMPLES)
+    ]
+    got = forecast(n=METRIC_N, tau=METRIC_TAU)(scores)
+    trials = (~unscored).sum(axis=1)
+    assert len(set(trials.tolist())) > 1  # the NaN epochs make the trial counts differ between samples
+    pooled = rc.Scores.from_counts((hit & ~unscored).sum(axis=1), trials, ids=ids)
+    assert_metric_equals_api(got, api_forecasts(pooled))
+
+
+def few_exact():
+    logp = FAMILIES["exponential"].sample(np.random.default_rng(14), 4).logp
+    return exact_sample_scores(logp, epochs=2), rc.Scores.from_logp(logp)
+
+
+def few_counts():
+    successes = np.random.default_rng(15).binomial(25, 0.3, size=(4, 2))
+    scores = [
+        SampleScore(score=Score(value=int(s) / 25, metadata={"successes": int(s), "trials": 25}), sample_id=f"q{i}")
+        for e in range(2)
+        for i, s in enumerate(successes[:, e].tolist())
+    ]
+    return scores, rc.Scores.from_counts(successes.sum(axis=1), np.full(4, 50))
+
+
+@pytest.mark.parametrize("make", [few_exact, few_counts], ids=["exact", "counts"])
+def test_forecast_metric_gives_nan_when_too_few_samples_to_fit(make, caplog):
+    scores, same_data = make()
+    with pytest.raises(rc.RarecastError):
+        rc.fit_tail(same_data)  # the public API refuses this data ...
+    with caplog.at_level(logging.WARNING, logger="rarecast.integrations.inspect_extension"):
+        got = forecast(n=METRIC_N, tau=METRIC_TAU)(scores)  # ... and the metric reports NaN rather than raise
+    assert set(got) == METRIC_KEYS and all(math.isnan(v) for v in got.values()), got
+    assert any(r.message.startswith("rarecast forecast: ") for r in caplog.records)
