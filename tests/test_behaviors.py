@@ -56,7 +56,7 @@ def test_overlapping_targets_are_rejected(targets):
     [
         ({"kind": "specific_output", "targets": ["x"]}, "name"),
         ({"name": "n", "kind": "nope"}, "kind"),
-        ({"name": "n", "kind": "specific_output", "targets": ["x"], "temprature": 1}, "unknown setting"),
+        ({"name": "n", "kind": "specific_output", "targets": ["x"], "temprature": 1}, "'temprature': unknown key"),
         ({"name": "n", "kind": "multiple_choice", "options": {"A": "a", "B": "b"}, "behavior_option": "C"}, "C"),
         ({"name": "n", "kind": "sampled", "k": 0, "grader": {"kind": "regex", "pattern": "x"}}, "k"),
         (

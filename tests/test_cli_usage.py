@@ -5,11 +5,11 @@ import http.server
 import os
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
+from loopback import LoopbackServer
 
 from rarecast.backends import register_backend
 from rarecast.cli import main
@@ -114,12 +114,8 @@ class RecordingHub(http.server.BaseHTTPRequestHandler):
 def test_mistyped_model_fails_fast_offline(tmp_path):
     # The hub address points at a loopback server that records requests: a name that is not local must fail
     # from the local check alone, without asking any hub (on a machine with no internet, that wait never ends).
-    hub = http.server.ThreadingHTTPServer(("127.0.0.1", 0), RecordingHub)
-    threading.Thread(target=hub.serve_forever, daemon=True).start()
-    try:
-        done = score_with("hf:smollm", tmp_path, env={"HF_ENDPOINT": f"http://127.0.0.1:{hub.server_port}"})
-    finally:
-        hub.shutdown()
+    with LoopbackServer(RecordingHub) as hub:
+        done = score_with("hf:smollm", tmp_path, env={"HF_ENDPOINT": hub.url})
     assert RecordingHub.requests == [], "a name that is not local must not ask the hub"
     assert done.returncode == 2 and done.stdout == ""
     err = done.stderr

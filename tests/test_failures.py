@@ -17,12 +17,12 @@ import json
 import sqlite3
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
+from loopback import LoopbackServer
 
 from rarecast.elicitation.failures import FailureLimit
 from rarecast.errors import InputError
@@ -129,6 +129,7 @@ def test_an_experiment_whose_scoring_failed_writes_no_forecast(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("ray")  # beside the Ray engine's own tests: one local Ray per worker
 def test_the_ray_engine_follows_the_same_rule(tmp_path):
     """A local Ray instance started by the driver, as tests/test_ray_engine.py does; no model is loaded (the
     scorer actors hold an HTTP backend whose server is down)."""
@@ -190,22 +191,16 @@ def test_failure_limits_count_the_whole_query_set():
 # Some queries fail: a completions server that refuses some prompts
 
 
-class CompletionsServer:
+class CompletionsServer(LoopbackServer):
     """Answers the completions API like a model whose every character has log p -0.1 and whose every reply is
     "Sure"; prompts containing "refuse" get HTTP 400."""
 
     def __init__(self) -> None:
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self.thread.start()
+        super().__init__(self._handler())
 
     @property
     def model(self) -> str:
-        return f"openai:http://127.0.0.1:{self.httpd.server_address[1]}/v1/m"
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        return f"openai:{self.url}/v1/m"
 
     @staticmethod
     def answer(payload: dict) -> tuple[int, dict]:

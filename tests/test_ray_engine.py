@@ -19,7 +19,8 @@ import pytest
 from logp_helpers import assert_logp_close
 
 pytest.importorskip("ray")
-pytestmark = pytest.mark.slow
+# xdist: beside the other Ray test, so that one worker starts one local Ray
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("ray")]
 
 N_QUERIES = 16
 

@@ -31,7 +31,7 @@ from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
-from test_backends_http import FAST_RETRY, Fault, FaultProxy, _free_port, _start_llama_server, _stop, gguf  # noqa: F401
+from test_backends_http import FAST_RETRY, Fault, FaultProxy
 from test_reliability_crash import (
     CLI,
     assert_rows_match,
@@ -42,7 +42,8 @@ from test_reliability_crash import (
     write_report_line,
 )
 
-pytestmark = pytest.mark.slow
+# xdist: in the worker that holds the session's llama.cpp server, so that one server serves every module
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("llama-server")]
 # Short chats and one target: llama-cpp-python's echo path sorts the whole vocabulary in Python for every
 # prompt token (about 2 s a request on this busy 2-core machine), so every token costs.
 N_QUERIES = 8
@@ -71,7 +72,7 @@ class ReliabilityProxy(FaultProxy):
         self.in_flight = self.max_in_flight = 0
         self.released = threading.Event()
         super().__init__(upstream)
-        self.server.handle_error = lambda request, address: None  # clients killed mid-reply: expected here
+        self.httpd.handle_error = lambda request, address: None  # clients killed mid-reply: expected here
 
     def reset(self, *faults: Fault, socket_faults: tuple[SocketFault, ...] = ()) -> None:
         with self.lock:
@@ -178,11 +179,11 @@ class ReliabilityProxy(FaultProxy):
         return Handler
 
 
-# -- fixtures: one Q4_1 llama.cpp server and one proxy for this module ------------------------------------------
+# -- fixtures: the session's llama.cpp server (tests/conftest.py) behind one proxy for this module ----------
 
 
 @pytest.fixture(scope="module")
-def chat_template(gguf: Path) -> str:  # noqa: F811 (the fixture imported above)
+def chat_template(gguf: Path) -> str:
     """The chat template stored in the served GGUF (what llama-server's /apply-template renders with)."""
     import gguf as gguf_lib
 
@@ -191,18 +192,8 @@ def chat_template(gguf: Path) -> str:  # noqa: F811 (the fixture imported above)
 
 
 @pytest.fixture(scope="module")
-def upstream(gguf: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:  # noqa: F811
-    port = _free_port()
-    proc = _start_llama_server(gguf, port, tmp_path_factory.mktemp("llama-rel") / "server.log")
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        _stop(proc)
-
-
-@pytest.fixture(scope="module")
-def proxy(upstream: str, chat_template: str) -> Iterator[ReliabilityProxy]:
-    p = ReliabilityProxy(upstream, chat_template)
+def proxy(llama_server: str, chat_template: str) -> Iterator[ReliabilityProxy]:
+    p = ReliabilityProxy(llama_server, chat_template)
     try:
         yield p
     finally:

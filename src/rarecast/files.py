@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -155,3 +157,37 @@ def read_yaml_mapping(path: Path, what: str) -> dict:
     if not isinstance(data, dict):
         raise InputError(f"{what} must be a YAML mapping", file=str(path))
     return data
+
+
+@dataclass(frozen=True)
+class Config:
+    """One configuration mapping (behavior, query spec, experiment, generation request) and where it came from.
+
+    Every configuration file rarecast reads goes through :func:`read_config` and reports problems through
+    :meth:`error`, so all of them reject unknown keys the same way and name the file and the key at fault.
+    """
+
+    values: dict[str, Any]
+    file: str | None = None
+    base: Path = field(default_factory=Path.cwd)  # the folder that relative paths in it are relative to
+
+    def error(self, key: str, problem: str) -> InputError:
+        return InputError(f"key '{key}': {problem}", file=self.file)
+
+    def check_keys(self, known: Collection[str], required: Collection[str] = ()) -> None:
+        """Reject a key outside ``known`` (a misspelt setting never passes silently) and a missing required one."""
+        unknown = sorted(set(self.values) - set(known))
+        if unknown:
+            raise self.error(unknown[0], f"unknown key; known: {sorted(known)}")
+        missing = [k for k in required if k not in self.values]
+        if missing:
+            raise self.error(missing[0], "is required")
+
+
+def read_config(source: str | Path | Mapping[str, Any], what: str) -> Config:
+    """A :class:`Config` from a YAML file (``what`` says what it should hold, for the error when it holds no
+    mapping) or from a mapping already in memory, whose relative paths are relative to the working directory."""
+    if isinstance(source, Mapping):
+        return Config(dict(source))
+    path = Path(source)
+    return Config(read_yaml_mapping(path, what), str(path), path.resolve().parent)

@@ -26,7 +26,7 @@ import numpy as np
 from rarecast.backends.base import Backend, SamplingSettings
 from rarecast.elicitation.graders import Grader, make_grader
 from rarecast.errors import InputError
-from rarecast.files import read_yaml_mapping
+from rarecast.files import read_config
 from rarecast.queries import Query
 from rarecast.store import RunKey
 
@@ -300,24 +300,14 @@ def load_behavior(source: str | Path | Mapping[str, Any]) -> Behavior:
     ``name`` and ``kind`` are required; unknown keys are rejected so a misspelt setting never passes silently.
     See docs/elicitation.md for the fields of each kind.
     """
-    file = None
-    if isinstance(source, Mapping):
-        spec = dict(source)
-    else:
-        file = str(source)
-        spec = read_yaml_mapping(Path(source), "a behavior file (name: ..., kind: ...)")
-    return _from_spec(spec, file)
-
-
-def _from_spec(spec: dict, file: str | None) -> Behavior:
+    config = read_config(source, "a behavior file (name: ..., kind: ...)")
+    spec, file = dict(config.values), config.file
     name, kind = spec.pop("name", None), spec.pop("kind", None)
     if not isinstance(name, str) or not name:
         raise InputError("a behavior needs a 'name' (a non-empty string)", file=file)
     if not isinstance(kind, str) or kind not in KINDS:
         raise InputError(f"'kind' must be one of {sorted(KINDS)}, got {kind!r}", file=file)
-    unknown = set(spec) - _FIELDS[kind]
-    if unknown:
-        raise InputError(f"unknown setting(s) for {kind}: {sorted(unknown)}; known: {sorted(_FIELDS[kind])}", file=file)
+    config.check_keys(_FIELDS[kind] | {"name", "kind"})
     try:
         return KINDS[kind](**spec, name=name)
     except InputError as exc:

@@ -34,7 +34,7 @@ from typing import Any
 from rarecast.elicitation.behaviors import load_behavior
 from rarecast.elicitation.failures import FailureLimit
 from rarecast.errors import InputError
-from rarecast.files import read_yaml_mapping
+from rarecast.files import Config, read_config
 from rarecast.forecasting.fit import DEFAULT_N, DEFAULT_TAU
 from rarecast.forecasting.tail import methods
 from rarecast.queries.building import load_spec
@@ -69,22 +69,14 @@ def load_experiment(source: str | Path | Mapping[str, Any], *, out: str | Path |
     ``out`` overrides the file's output folder. Raises :class:`~rarecast.errors.InputError` naming the file and
     the key at fault.
     """
-    if isinstance(source, Mapping):
-        raw, file, base = dict(source), None, Path.cwd()
-    else:
-        path = Path(source)
-        raw, file, base = read_yaml_mapping(path, "an experiment"), str(path), path.resolve().parent
+    config = read_config(source, "an experiment")
+    return _parse(config, Path(out) if out is not None else None)
+
+
+def _parse(config: Config, out: Path | None) -> Experiment:
+    raw, file, base, fail = config.values, config.file, config.base, config.error
     default_out = base / (f"{Path(file).stem}-results" if file else "rarecast-results")
-    return _parse(raw, file, base, Path(out) if out is not None else None, default_out)
-
-
-def _parse(raw: dict, file: str | None, base: Path, out: Path | None, default_out: Path) -> Experiment:
-    def fail(key: str, problem: str) -> InputError:
-        return InputError(f"key '{key}': {problem}", file=file)
-
-    unknown = sorted(set(raw) - _KEYS)
-    if unknown:
-        raise fail(unknown[0], f"unknown key; known: {sorted(_KEYS)}")
+    config.check_keys(_KEYS)
     name = raw.get("name", Path(file).stem if file else "experiment")
     if not isinstance(name, str) or not name:
         raise fail("name", "must be a non-empty string")

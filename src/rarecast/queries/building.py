@@ -31,8 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rarecast.errors import InputError
-from rarecast.files import read_yaml_mapping
+from rarecast.files import read_config
 from rarecast.queries import Query, stable_id
 
 _TEMPLATE_KEYS = {"system", "user", "prompt"}
@@ -89,22 +88,9 @@ class BuildReport:
 
 def load_spec(source: str | Path | Mapping[str, Any]) -> QuerySpec:
     """Parse a query spec from a YAML file or an equivalent dict; errors name the file and the key."""
-    file = None
-    if isinstance(source, Mapping):
-        raw: Any = dict(source)
-    else:
-        file = str(source)
-        raw = read_yaml_mapping(Path(source), "a query spec")
-    return _parse_spec(raw, file)
-
-
-def _parse_spec(raw: dict, file: str | None) -> QuerySpec:
-    def fail(key: str, problem: str) -> InputError:
-        return InputError(f"key '{key}': {problem}", file=file)
-
-    unknown = set(raw) - _SPEC_KEYS
-    if unknown:
-        raise fail(sorted(unknown)[0], f"unknown key; known: {sorted(_SPEC_KEYS)}")
+    config = read_config(source, "a query spec")
+    config.check_keys(_SPEC_KEYS)
+    raw, fail = config.values, config.error
     slots = _parse_slots(raw.get("slots", {}), fail)
     templates_raw = raw.get("templates")
     if not isinstance(templates_raw, list) or not templates_raw:

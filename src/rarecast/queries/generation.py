@@ -20,6 +20,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from rarecast.backends import SamplingSettings, get_backend
 from rarecast.errors import InputError
+from rarecast.files import Config
 from rarecast.queries import Query, load_queries, stable_id
 from rarecast.queries.building import query_record
 
@@ -51,13 +52,7 @@ class GenerationRequest:
         """Parse a mapping (e.g. an experiment's ``queries: {generate: ...}``); InputError names the key."""
         if not isinstance(raw, Mapping):
             raise InputError("must be a mapping with generator, instruction and n")
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(raw) - known)
-        if unknown:
-            raise InputError(f"unknown key {unknown[0]!r}; known: {sorted(known)}")
-        missing = [k for k in ("generator", "instruction", "n") if k not in raw]
-        if missing:
-            raise InputError(f"needs {missing[0]!r}")
+        Config(dict(raw)).check_keys({f.name for f in fields(cls)}, required=("generator", "instruction", "n"))
         request = cls(**raw)
         request.check()
         return request
