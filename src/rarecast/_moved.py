@@ -71,4 +71,6 @@ class _MovedModules(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 def install_aliases() -> None:
     """Let the 0.1 module paths import (once per process)."""
     if not any(isinstance(finder, _MovedModules) for finder in sys.meta_path):
-        sys.meta_path.append(_MovedModules())
+        # First in line: behind the path finder, ``rarecast.tail.gpd_bayes`` would be found through the aliased
+        # parent's __path__ and loaded a second time as a separate module.
+        sys.meta_path.insert(0, _MovedModules())
