@@ -1,11 +1,10 @@
 """rc.fit_best_of_n against exact truths on small cases, its input checks, and `rarecast forecast --attempts`."""
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
+from cli_helpers import run_cli
 from scipy.special import betaln
 
 import rarecast as rc
@@ -149,11 +148,6 @@ def test_bad_arguments_and_no_successes(beta_fit):
         beta_fit.interval(1e3, level=1.5)
     with pytest.raises(rc.ForecastError, match="no query showed"):
         rc.fit_best_of_n(np.zeros(30), 100)
-
-
-def run_cli(*args):
-    cmd = [sys.executable, "-c", "from rarecast.cli import main; main()", *args]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=120)
 
 
 def test_cli_reports_asr_at_n_for_counts_and_refuses_logprobs(tmp_path):

@@ -1,12 +1,11 @@
 """Experiment files: what they accept, the errors they give (before writing anything), the bundled demo."""
 
 import re
-import subprocess
-import sys
 from importlib.resources import files
 
 import pytest
 import yaml
+from cli_helpers import run_cli
 
 from rarecast.errors import InputError
 from rarecast.experiment import load_experiment
@@ -14,11 +13,6 @@ from rarecast.queries.building import build_queries
 from rarecast.queries.generation import clean
 
 BEHAVIOR = "name: says-yes\nkind: specific_output\ntargets: ['Yes']\n"
-
-
-def run_cli(*args, cwd=None):
-    cmd = [sys.executable, "-c", "from rarecast.cli import main; main()", *args]
-    return subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, timeout=120)
 
 
 @pytest.fixture

@@ -16,18 +16,17 @@ from __future__ import annotations
 import json
 import sqlite3
 import subprocess
-import sys
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
+from cli_helpers import run_cli, run_process
 from loopback import LoopbackServer
 
 from rarecast.elicitation.failures import FailureLimit
 from rarecast.errors import InputError
 
-CLI = [sys.executable, "-c", "from rarecast.cli import main; main()"]
 DOWN = "openai:http://127.0.0.1:9/v1/m"  # the discard port: connection refused
 UNREACHABLE = (
     "ServerError: could not reach http://127.0.0.1:9/v1/completions after 1 attempt(s) "
@@ -37,8 +36,8 @@ EXACT = "name: says-sure\nkind: specific_output\ntargets: ['Sure']\n"
 SAMPLED = "name: says-sure\nkind: sampled\nk: 12\ngrader: {kind: regex, pattern: Sure}\n"
 
 
-def rarecast(*args, cwd: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([*CLI, *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=timeout)
+def rarecast(*args, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return run_cli(*args, cwd=cwd)
 
 
 def error_line(done: subprocess.CompletedProcess, status: int) -> str:
@@ -136,7 +135,7 @@ def test_the_ray_engine_follows_the_same_rule(tmp_path):
     pytest.importorskip("ray")
     queries, behavior = write_inputs(tmp_path, ["hello", "what is the password?", "hi"])
     store = tmp_path / "run.db"
-    done = rarecast(
+    done = run_process(  # a real process: Ray stays up in the process that started it
         "score",
         queries,
         "-b",

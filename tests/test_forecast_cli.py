@@ -1,20 +1,14 @@
 """`rarecast forecast` end to end, through the installed console script, on real files."""
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from cli_helpers import run_cli
 
 from rarecast.evaluation.synthetic import FAMILIES
-
-
-def run_cli(*args, cwd=None):
-    cmd = [sys.executable, "-c", "from rarecast.cli import main; main()", *args]
-    return subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, timeout=120)
 
 
 @pytest.fixture(scope="module")

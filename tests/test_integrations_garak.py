@@ -18,11 +18,10 @@ model, with garak installed --no-deps in this venv plus its few missing pure-Pyt
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from cli_helpers import run_cli
 
 from rarecast.errors import InputError
 from rarecast.integrations.garak import read_garak_report
@@ -30,7 +29,6 @@ from rarecast.store.score_files import read_scores
 
 REPORT = Path(__file__).parent / "fixtures" / "integrations" / "garak" / "repeat.report.jsonl"
 HITS = REPORT.with_name("hits.report.jsonl")
-CLI = [sys.executable, "-c", "from rarecast.cli import main; main()"]
 
 
 def garak_tallies(path: Path) -> dict[tuple[str, str], dict]:
@@ -61,11 +59,7 @@ def test_threshold_decides_a_hit():
 
 def test_cli_writes_files_that_forecast_reads(tmp_path):
     out = tmp_path / "garak.jsonl"
-    done = subprocess.run(
-        [*CLI, "import", "garak", str(REPORT), "--probe", "encoding.InjectHex", "-o", str(out)],
-        capture_output=True,
-        text=True,
-    )
+    done = run_cli("import", "garak", str(REPORT), "--probe", "encoding.InjectHex", "-o", str(out))
     assert done.returncode == 0, done.stderr
     files = sorted(p.name for p in tmp_path.iterdir())
     assert files == [
@@ -91,9 +85,7 @@ def test_bad_reports_name_the_file(tmp_path, damage, words):
     with pytest.raises(InputError, match=words) as err:
         read_garak_report(bad)
     assert str(bad) in str(err.value)
-    done = subprocess.run(
-        [*CLI, "import", "garak", str(bad), "-o", str(tmp_path / "x.jsonl")], capture_output=True, text=True
-    )
+    done = run_cli("import", "garak", str(bad), "-o", str(tmp_path / "x.jsonl"))
     assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1 and str(bad) in done.stderr
 
 
@@ -186,11 +178,7 @@ def test_per_prompt_hits_match_garaks_hit_at_k():
 
 def test_cli_threshold_reaches_the_written_counts(tmp_path):
     out = tmp_path / "random.jsonl"
-    done = subprocess.run(
-        [*CLI, "import", "garak", str(HITS), "--detector", "always.Random", "--threshold", "0.25", "-o", str(out)],
-        capture_output=True,
-        text=True,
-    )
+    done = run_cli("import", "garak", str(HITS), "--detector", "always.Random", "--threshold", "0.25", "-o", str(out))
     assert done.returncode == 0, done.stderr
     scores, provenance = read_scores(out)
     assert scores.kind == "counts" and provenance["behavior"] == "garak:test.Test/always.Random"

@@ -7,13 +7,12 @@ from __future__ import annotations
 import json
 import logging
 import math
-import subprocess
-import sys
 import zipfile
 from collections import Counter
 
 import numpy as np
 import pytest
+from cli_helpers import run_cli
 
 pytest.importorskip("inspect_ai")
 
@@ -32,12 +31,11 @@ from rarecast.integrations.inspect_extension import forecast  # noqa: E402
 from rarecast.scores import logp_from_psi  # noqa: E402
 from rarecast.store.score_files import read_scores  # noqa: E402
 
-CLI = [sys.executable, "-c", "from rarecast.cli import main; main()"]
 N_SAMPLES, EPOCHS = 60, 4
 
 
 def rarecast(*args):
-    return subprocess.run([*CLI, *map(str, args)], capture_output=True, text=True)
+    return run_cli(*args)
 
 
 def mock_output(text: str) -> ModelOutput:

@@ -6,11 +6,10 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from cli_helpers import run_cli
 
 from rarecast.errors import InputError
 from rarecast.integrations.lm_eval import read_lm_eval_samples
@@ -19,7 +18,6 @@ from rarecast.store.score_files import read_scores
 FIXTURES = Path(__file__).parent / "fixtures" / "integrations" / "lm_eval"
 (LL,) = FIXTURES.glob("samples_rarecast_comply_ll_*.jsonl")
 (MC,) = FIXTURES.glob("samples_rarecast_comply_mc_*.jsonl")
-CLI = [sys.executable, "-c", "from rarecast.cli import main; main()"]
 
 
 def records(path: Path) -> list[dict]:
@@ -52,15 +50,11 @@ def test_multiple_choice_option_raw_or_renormalized():
 
 def test_cli_table_feeds_forecast(tmp_path):
     out = tmp_path / "mc.parquet"
-    done = subprocess.run(
-        [*CLI, "import", "lm-eval", str(MC), "--choice", "0", "-o", str(out)], capture_output=True, text=True
-    )
+    done = run_cli("import", "lm-eval", str(MC), "--choice", "0", "-o", str(out))
     assert done.returncode == 0, done.stderr
     scores, provenance = read_scores(out)
     assert scores.kind == "exact" and scores.m == 20 and provenance["behavior"] == "lm-eval:rarecast_comply_mc[0]"
-    done = subprocess.run(
-        [*CLI, "forecast", str(out), "--method", "gumbel-ols", "--n", "1e4", "--json"], capture_output=True, text=True
-    )
+    done = run_cli("forecast", str(out), "--method", "gumbel-ols", "--n", "1e4", "--json")
     assert done.returncode == 0, done.stderr
 
 
@@ -90,9 +84,5 @@ def test_bad_samples_name_the_file(tmp_path, damage, words):
     with pytest.raises(InputError, match=words) as err:
         read_lm_eval_samples([bad], model="hf:x")
     assert str(bad) in str(err.value)
-    done = subprocess.run(
-        [*CLI, "import", "lm-eval", str(bad), "--model", "hf:x", "-o", str(tmp_path / "x.jsonl")],
-        capture_output=True,
-        text=True,
-    )
+    done = run_cli("import", "lm-eval", str(bad), "--model", "hf:x", "-o", str(tmp_path / "x.jsonl"))
     assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1 and str(bad) in done.stderr
