@@ -1,9 +1,9 @@
 """The ``rarecast`` command: a thin layer over the Python API.
 
-Each sub-command lives in its own module and registers itself on :data:`app`. Errors that rarecast raises on
-purpose, and usage errors (a missing or unknown option, an unknown command, a bad option value), print as one
-line and exit with status 2; a scoring run that failed (:class:`~rarecast.errors.RunFailed`: too many of its
-queries failed) prints one line and exits with status 1.
+Each sub-command lives in its own module and registers itself on :data:`rarecast.cli.app.app`. Errors that
+rarecast raises on purpose, and usage errors (a missing or unknown option, an unknown command, a bad option
+value), print as one line and exit with status 2; a scoring run that failed
+(:class:`~rarecast.errors.RunFailed`: too many of its queries failed) prints one line and exits with status 1.
 
 Commands import the library inside their bodies: every command module is loaded to build ``--help``, and
 importing the whole library there (numpy, scipy, matplotlib, and torch for a model) would make ``rarecast
@@ -16,9 +16,8 @@ import sys
 
 import typer
 
+from rarecast.cli.app import app
 from rarecast.errors import RarecastError, RunFailed
-
-app = typer.Typer(no_args_is_help=True, add_completion=False, help="Forecast rare language-model behaviors.")
 
 # typer parses with its own copy of click (newer typer) or with the click package (older typer); its public
 # BadParameter comes from whichever it uses, and so do the other exception classes.
@@ -50,12 +49,12 @@ def main() -> None:
 
 def register_commands() -> None:
     """Import the command modules, which register themselves on :data:`app`."""
-    from rarecast.cli import (  # noqa: F401  # noqa: F401
+    from rarecast.cli import (  # noqa: F401 (imported to register their commands)
         allocate,
         backtest,
         export,
-        forecast,  # noqa: F401
-        importers,  # noqa: F401
+        forecast,
+        importers,
         queries,
         report,
         run,

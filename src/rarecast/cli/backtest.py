@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from rarecast.cli import app
+from rarecast.cli.app import app
 from rarecast.errors import InputError
 from rarecast.evaluation.backtest import BacktestResult, backtest, forecast_vs_actual
 from rarecast.forecasting.tail import DEFAULT_EXACT, methods

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from rarecast.cli import app
+from rarecast.cli.app import app
 
 
 @app.command("export")

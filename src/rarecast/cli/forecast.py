@@ -8,7 +8,7 @@ import sys
 import typer
 from rich.console import Console
 
-from rarecast.cli import app
+from rarecast.cli.app import app
 from rarecast.errors import InputError
 from rarecast.forecasting.best_of_n import best_of_n_result, fit_best_of_n
 from rarecast.forecasting.fit import DEFAULT_N, DEFAULT_TAU, check_quantile, forecast_result

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import typer
 
-from rarecast.cli import app
+from rarecast.cli.app import app
 
 import_app = typer.Typer(
     no_args_is_help=True,

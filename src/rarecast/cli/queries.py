@@ -8,7 +8,7 @@ from typing import Any
 import typer
 from rich.console import Console
 
-from rarecast.cli import app
+from rarecast.cli.app import app
 
 queries_app = typer.Typer(no_args_is_help=True, help="Build or generate query sets.")
 app.add_typer(queries_app, name="queries")

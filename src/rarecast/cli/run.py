@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from rarecast.cli import app
+from rarecast.cli.app import app
 
 
 @app.command("run")

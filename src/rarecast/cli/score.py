@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from rarecast.cli import app
+from rarecast.cli.app import app
 
 if TYPE_CHECKING:
     from rarecast.backends.base import Backend
