@@ -41,13 +41,14 @@ import pyarrow.parquet as pq
 import rarecast as rc
 from rarecast.errors import ForecastError, RarecastWarning
 from rarecast.evaluation.synthetic import FAMILIES
+from rarecast.forecasting.risks import RISKS as RISK_REGISTRY
 from rarecast.forecasting.risks import max_quantile_psi
 from rarecast.forecasting.tail import DEFAULT_COUNTS, DEFAULT_EXACT
 from rarecast.scores import p_from_psi
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "experiments" / "data"
-RISKS = ["worst_query_risk", "behavior_frequency", "aggregate_risk"]
+RISKS = list(RISK_REGISTRY)
 MULTIPLES = [100, 1000]
 QUANTILES = np.round(np.arange(0.5, 0.96, 0.05), 2)
 FLOOR = 1e-300  # forecasts of exactly 0 (a bounded fitted tail) are scored as this
