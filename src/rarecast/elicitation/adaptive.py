@@ -174,6 +174,9 @@ class Adaptive:
 
     def __init__(self, plan: AdaptivePlan) -> None:
         self.plan = plan
+        self.state = AdaptiveRounds(np.zeros(0), np.zeros(0), plan)  # replaced by the stored counts in rounds()
+        self.index: dict[str, int] = {}  # query id -> position
+        self.pending: dict[int, int] = {}  # position -> new samples asked this round, until measured
 
     def key(self, base: RunKey) -> RunKey:
         return adaptive_key(base, self.plan)
