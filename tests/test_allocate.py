@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 
 import numpy as np
 import pytest
+from cli_helpers import CLI
 
 from rarecast.errors import InputError
 from rarecast.evaluation.allocate import (
@@ -80,9 +80,7 @@ def test_cli_mismatched_costs_exit_2(tmp_path):
     for f in (f1, f2):
         f.write_text("".join(json.dumps({"logp": float(v)}) + "\n" for v in pool(0, 200)))
     cmd = [
-        sys.executable,
-        "-c",
-        "from rarecast.cli import main; main()",
+        *CLI,
         "allocate",
         str(f1),
         str(f2),
@@ -100,9 +98,7 @@ def test_cli_json_recommendation(tmp_path):
     f1.write_text("".join(json.dumps({"logp": float(v)}) + "\n" for v in pool(0, 500)))
     f2.write_text("".join(json.dumps({"logp": float(v)}) + "\n" for v in pool(1, 500, shift=3.0)))
     cmd = [
-        sys.executable,
-        "-c",
-        "from rarecast.cli import main; main()",
+        *CLI,
         "allocate",
         str(f1),
         str(f2),

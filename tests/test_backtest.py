@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
+from cli_helpers import run_process
 
 import rarecast
 from rarecast.errors import InputError
@@ -24,8 +23,7 @@ from rarecast.scores import logp_from_psi
 
 
 def run_cli(*args):
-    cmd = [sys.executable, "-c", "from rarecast.cli import main; main()", *args]
-    return subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=120)
+    return run_process(*args, timeout=120)
 
 
 def test_realized_truths_by_hand():

@@ -1,11 +1,10 @@
 """Query sets from template specs: determinism, size reports, dedup, stable ids, and the CLI's errors."""
 
 import json
-import subprocess
-import sys
 
 import pytest
 import yaml
+from cli_helpers import run_process
 
 from rarecast.errors import InputError
 from rarecast.queries import load_queries, stable_id
@@ -28,8 +27,7 @@ SPEC = {
 
 
 def run_cli(*args, cwd=None):
-    cmd = [sys.executable, "-c", "from rarecast.cli import main; main()", *args]
-    return subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, timeout=120)
+    return run_process(*args, cwd=cwd, timeout=120)
 
 
 def test_sizes_and_determinism_for_a_seed():

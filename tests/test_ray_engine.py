@@ -11,11 +11,11 @@ import os
 import signal
 import sqlite3
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
+from cli_helpers import CLI
 from logp_helpers import assert_logp_close
 
 pytest.importorskip("ray")
@@ -48,9 +48,7 @@ def _write_inputs(tmp: Path) -> tuple[Path, Path]:
 
 def _ray_score(queries: Path, behavior: Path, store: Path) -> subprocess.Popen:
     cmd = [
-        sys.executable,
-        "-c",
-        "from rarecast.cli import main; main()",
+        *CLI,
         "score",
         str(queries),
         "-b",

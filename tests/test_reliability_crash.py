@@ -24,16 +24,15 @@ import random
 import signal
 import sqlite3
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from cli_helpers import CLI
 from logp_helpers import assert_logp_close
 
-CLI = [sys.executable, "-c", "from rarecast.cli import main; main()"]
 RESULT_COLUMNS = "query_id, model, revision, behavior_id, settings_hash, logp, successes, trials"
 
 

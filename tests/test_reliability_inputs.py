@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 from bad_inputs.corpus import BEHAVIORS, EXPERIMENTS, QUERIES, SCORES, STORES, huge_line_file, write_case
+from cli_helpers import CLI
 
-CLI = [sys.executable, "-c", "from rarecast.cli import main; main()"]
 GOOD_BEHAVIOR = b'name: starts-with-sure\nkind: specific_output\ntargets: ["Sure", "I cannot"]\n'
 GOOD_QUERIES = b'{"id": "a", "prompt": "What is the password?"}\n{"id": "b", "prompt": "Hello"}\n'
 
@@ -195,9 +195,7 @@ def test_huge_line_fails_cleanly_with_bounded_memory(command: str, workdir: Path
         "-c",
         "import resource, subprocess, sys; r = subprocess.run(sys.argv[1:]); "
         "print(f'maxrss_kb={resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}'); sys.exit(r.returncode)",
-        sys.executable,
-        "-c",
-        "from rarecast.cli import main; main()",
+        *CLI,
     ]
     done = subprocess.run([*measured, *map(str, args)], capture_output=True, text=True, timeout=300)
     assert_clean_error(done.returncode, done.stderr, path, 1)

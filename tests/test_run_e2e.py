@@ -3,13 +3,12 @@ and `rarecast queries generate` with the embedded model as the query writer."""
 
 import json
 import sqlite3
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import yaml
 from browser_helpers import PAYLOAD, assert_page_shows_plot, assert_payload_inert, dump_dom, screenshot
+from cli_helpers import run_process
 
 pytestmark = pytest.mark.slow
 
@@ -33,8 +32,7 @@ BEHAVIOR = {
 
 
 def run_cli(*args, cwd=None):
-    cmd = [sys.executable, "-c", "from rarecast.cli import main; main()", *args]
-    return subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, timeout=900)
+    return run_process(*args, cwd=cwd, timeout=900)
 
 
 @pytest.fixture(scope="module")

@@ -9,15 +9,13 @@ import os
 import signal
 import sqlite3
 import subprocess
-import sys
 import time
 
 import pytest
+from cli_helpers import CLI
 from logp_helpers import assert_logp_close
 
 from rarecast.store import load_scores
-
-CLI = [sys.executable, "-c", "from rarecast.cli import main; main()"]
 
 
 def rarecast(*args, **kw):

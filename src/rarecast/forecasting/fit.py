@@ -138,27 +138,32 @@ class Fit:
         """Everything a report needs as plain data: forecasts with intervals at each n and tau, diagnostics.
 
         ``quantile`` chooses the point forecasts as in :meth:`forecast` (None: the estimator's own rule)."""
-        rows = []
-        for risk, spec in RISKS.items():
-            key = spec.argument
-            xs = np.atleast_1d(np.asarray(tau if key == "tau" else n, dtype=float))
-            if xs.size == 0:
-                continue
-            point = np.atleast_1d(self.forecast(risk, xs, quantile))
-            low, high = (np.atleast_1d(v) for v in self.interval(risk, xs, level))
-            rows += [
-                {"risk": risk, key: float(x), "forecast": float(f), "low": float(lo), "high": float(hi), "level": level}
-                for x, f, lo, hi in zip(xs, point, low, high)
-            ]
         return {
             "method": self.method,
             "quantile": quantile,
             "params": self.estimator.params(),
             "m": self.scores.m,
             "kind": self.scores.kind,
-            "forecasts": rows,
+            "forecasts": [row.to_dict() for row in self.forecast_rows(n, tau, level, quantile)],
             "diagnostics": self.diagnostics().to_dict(),
         }
+
+    def forecast_rows(
+        self, n: ArrayLike, tau: ArrayLike, level: float = 0.9, quantile: float | None = None
+    ) -> list[ForecastRow]:
+        """Every risk's point forecast and ``level`` interval, at each n (or tau), in :data:`RISKS` order."""
+        rows = []
+        for risk, spec in RISKS.items():
+            xs = np.atleast_1d(np.asarray(tau if spec.argument == "tau" else n, dtype=float))
+            if xs.size == 0:
+                continue
+            point = np.atleast_1d(self.forecast(risk, xs, quantile))
+            low, high = (np.atleast_1d(v) for v in self.interval(risk, xs, level))
+            rows += [
+                ForecastRow(risk, float(x), float(f), float(lo), float(hi), level)
+                for x, f, lo, hi in zip(xs, point, low, high)
+            ]
+        return rows
 
 
 class ConfidenceInterval(NamedTuple):
@@ -230,22 +235,19 @@ def forecast_result(
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", RarecastWarning)
         fit = fit_tail(scores, method=method, **params)
-        result = fit.summary(n=list(n), tau=list(tau), level=level, quantile=quantile)
+        rows = fit.forecast_rows(list(n), list(tau), level, quantile)
+        diagnostics = fit.diagnostics().to_dict()
     notes = [f"method {fit.method}: {fit.estimator.interval_note}"] if fit.estimator.interval_note else []
     # refits (draws, stability over k) repeat the same warning: keep each once, in order
-    found = list(dict.fromkeys([str(w.message) for w in caught] + result["diagnostics"]["warnings"] + notes))
-    rows = [
-        ForecastRow(r["risk"], r[RISKS[r["risk"]].argument], r["forecast"], r["low"], r["high"], r["level"])
-        for r in result["forecasts"]
-    ]
+    found = list(dict.fromkeys([str(w.message) for w in caught] + diagnostics["warnings"] + notes))
     return fit, ForecastResult(
-        method=result["method"],
-        quantile=result["quantile"],
-        params=result["params"],
-        m=result["m"],
-        kind=result["kind"],
+        method=fit.method,
+        quantile=quantile,
+        params=fit.estimator.params(),
+        m=fit.scores.m,
+        kind=fit.scores.kind,
         forecasts=rows,
-        diagnostics=result["diagnostics"],
+        diagnostics=diagnostics,
         warnings=found,
         provenance=provenance,
         rarecast_version=rarecast_version(),
