@@ -48,6 +48,9 @@ from rarecast.scores import p_from_psi
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "experiments" / "data"
+sys.path[:0] = [str(ROOT / "experiments"), str(ROOT / "experiments" / "rare")]
+from pools import MIXES, read_pool  # noqa: E402
+
 RISKS = list(RISK_REGISTRY)
 MULTIPLES = [100, 1000]
 QUANTILES = np.round(np.arange(0.5, 0.96, 0.05), 2)
@@ -58,18 +61,17 @@ MEDIAN_FREQUENCY = "default (median frequency)"
 
 
 def real_pools() -> dict[str, np.ndarray]:
-    """log p of every committed real pool: the uncommon-regime pools and the rare-regime chunks."""
+    """log p of every committed real pool: the uncommon-regime pools and the rare-regime pools (their chunks,
+    and the action pool mixed with injected queries, as experiments/rare/pools.py reads them)."""
     pools = {}
     for name in ("misuse", "misaligned"):
         path = DATA / f"{name}_scores.parquet"
         if path.exists():
             pools[name] = pq.read_table(path, columns=["logp"])["logp"].to_numpy()
-    for pool in ("misuse", "secret", "action"):
-        chunks = sorted((DATA / "rare").glob(f"{pool}-*.parquet"))
-        if chunks:
-            pools[f"rare-{pool}"] = np.concatenate(
-                [pq.read_table(c, columns=["logp"])["logp"].to_numpy() for c in chunks]
-            )
+    for pool in ("misuse", "secret", "action", "action-injected"):
+        parts = MIXES[pool][:2] if pool in MIXES else (pool,)
+        if all(sorted((DATA / "rare").glob(f"{part}-*.parquet")) for part in parts):
+            pools[f"rare-{pool}"] = read_pool(pool)[0]
     return pools
 
 

