@@ -122,6 +122,7 @@ def build(pool: str, size: int = POOL_SIZE) -> list[dict]:
     spec = pool_spec(pool)
     queries, _ = build_queries(load_spec(spec))
     random.Random(SEED).shuffle(queries)
+    queries = queries[:size]  # a smaller pool (injection) is the head of the same shuffle
     if size > POOL_SIZE:
         drawn = {q.id for q in queries}
         rest = [q for q in build_queries(load_spec({**spec, "max_queries": None}))[0] if q.id not in drawn]
