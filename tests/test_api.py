@@ -61,6 +61,27 @@ def test_bad_forecast_arguments(logp):
         fit.interval("aggregate_risk", 1e4, level=1.2)
 
 
+def test_top_gap_pvalue_is_uniform_on_an_exponential_tail_and_flags_a_planted_rare_mode():
+    from scipy import stats
+
+    from rarecast.forecasting.diagnostics import top_gap_pvalue
+
+    rng = np.random.default_rng(3)
+    k = 10
+    tops = -np.sort(-rng.exponential(size=(2000, 200)), axis=1)[:, : k + 1]
+    pvalues = np.array([top_gap_pvalue(t) for t in tops])
+    # exact under the null: the top normalized spacing over the mean of the rest is F(2, 2(k - 1))
+    assert stats.kstest(pvalues, "uniform").pvalue > 0.01
+    assert 0.005 <= np.mean(pvalues < 0.01) <= 0.02  # 2000 draws: the standard error of 1% is 0.22 points
+    planted = tops.copy()
+    planted[:, 0] += 12.0  # one query e^12 = 160,000 times likelier in odds than the tail predicts
+    assert np.mean([top_gap_pvalue(t) < 0.01 for t in planted]) > 0.95
+    assert top_gap_pvalue(np.r_[3.0, 2.0, 2.0, 2.0]) is None  # tied scores below the top leave no test
+    psi = np.r_[12.0, rng.normal(-4, 0.5, 500)]  # one query far above a sample: the fit's diagnostics warn
+    d = rc.fit_tail(-np.exp(-psi)).diagnostics()
+    assert d.top_gap_pvalue < 0.01 and any("rare mode" in w for w in d.warnings)
+
+
 def test_diagnostics_flag_ties_and_heavy_tails():
     rng = np.random.default_rng(0)
     psi = np.r_[-1.0, -1.2, np.full(4, -1.5), rng.normal(-4, 0.3, 500)]  # rounded scores tie in the top

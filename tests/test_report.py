@@ -90,10 +90,11 @@ def test_diagnostics_are_words_with_verdicts_and_provenance_names_m(report):
     _, html, _, result = report
     text = html.read_text()
     diagnostics = text[text.index('<table id="diagnostics">') : text.index("</table>", text.index('id="diagnostics"'))]
-    for raw in ("tail_shape", "shape_test_pvalue", "stability_spread_log10", "top_ties"):
+    for raw in ("tail_shape", "shape_test_pvalue", "top_gap_pvalue", "stability_spread_log10", "top_ties"):
         assert raw not in text
-    assert re.findall(r'<td class="(ok|check|concern)">', diagnostics) == ["ok"] * 4
+    assert re.findall(r'<td class="(ok|check|concern)">', diagnostics) == ["ok"] * 5
     assert "Fitted shape xi = " in diagnostics and "what to do" in diagnostics
+    assert "Gap test of the largest score" in diagnostics
     provenance = text[text.index('<table id="provenance">') :]
     assert '<th>evaluation queries (m)</th><td><pre class="q">400</pre>' in provenance
     assert "<th>n</th>" not in provenance
@@ -146,6 +147,7 @@ def test_words_for_risky_fits():
     assert "about 1 in 24,000,000 (90% interval: 0 to 0.62%)" in headlines([freq])["behavior_frequency"][0]
     diag = {
         "shape_test_pvalue": 0.003,
+        "top_gap_pvalue": 0.002,
         "tail_shape": -0.17499999999999993,
         "tail_r2": 0.9,
         "tail_size": 20,
@@ -158,12 +160,14 @@ def test_words_for_risky_fits():
     rows = {r["check"]: r for r in diagnostics_in_words(diag, "exact")}
     assert {c: r["verdict"] for c, r in rows.items()} == {
         "tail shape": "concern",
+        "rare mode": "concern",
         "ties": "concern",
         "p = 0 or 1": "ok",
         "tail size": "concern",
     }
     assert "xi = -0.17: a bounded tail" in rows["tail shape"]["finding"]
     assert "method gpd" in rows["tail shape"]["todo"]
+    assert "p = 0.002" in rows["rare mode"]["finding"] and "top queries" in rows["rare mode"]["todo"]
     counts = {"queries_with_successes": 3, "m": 200, "params": {"k": "auto"}, "stability_spread_log10": None}
     (successes,) = diagnostics_in_words(counts, "counts")
     assert successes["verdict"] == "concern" and "3 of 200 queries had at least one success" in successes["finding"]

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, cast
 
 import numpy as np
 from scipy.special import digamma
+from scipy.stats import f as f_dist
 
 from rarecast.errors import ForecastError, RarecastWarning
 from rarecast.forecasting.risks import worst_query_risk
@@ -31,6 +32,7 @@ class Diagnostics:
     tail_scale: float | None = None
     tail_shape: float | None = None
     shape_test_pvalue: float | None = None
+    top_gap_pvalue: float | None = None
     tail_r2: float | None = None
     stability_n: float | None = None
     stability_over_k: dict[int, float] = field(default_factory=dict)
@@ -98,6 +100,13 @@ def _exact_checks(fit: Fit, diag: Diagnostics) -> None:
                 f"the tail's shape differs from the Gumbel-tail assumption (GPD test p = "
                 f"{diag.shape_test_pvalue:.3f}){advice}"
             )
+    diag.top_gap_pvalue = top_gap_pvalue(top)
+    if diag.top_gap_pvalue is not None and diag.top_gap_pvalue < 0.01:
+        diag.warnings.append(
+            f"the largest score stands apart from the rest of the tail (gap test p = {diag.top_gap_pvalue:.2g}): "
+            "a rare mode, such as a jailbreak or an injection that few queries carry, which one evaluation "
+            "query barely shows; other such queries may reach higher than the fit says; read the top queries"
+        )
     far = worst_query_risk(fit.model, np.array([1e2, 1e4]) * len(psi))[0]
     top_p = float(np.exp(logp.max()))
     if np.allclose(far, top_p, rtol=1e-6):
@@ -107,6 +116,25 @@ def _exact_checks(fit: Fit, diag: Diagnostics) -> None:
         )
     y = digamma(np.arange(1, k + 1)) - digamma(len(psi) + 1)
     diag.tail_r2 = float(np.corrcoef(top[:k], y)[0, 1] ** 2) if np.ptp(top[:k]) > 0 else None
+
+
+def top_gap_pvalue(top_desc: np.ndarray) -> float | None:
+    """p-value that the gap between the two largest psi (of the k+1 largest, descending) fits one
+    exponential tail.
+
+    Above a threshold, an exponential tail's normalized spacings j * (psi_(j) - psi_(j+1)) are independent
+    and identically exponential (Renyi's representation), so the top spacing over the mean of the other
+    k - 1 follows F(2, 2(k - 1)). A rare mode, one query far above the rest (a jailbreak that one query in
+    a thousand carries), shows as a wide top gap; a tail that bends down narrows it. Only the top gap is
+    tested: the widest of all k would spend power on gaps lower down (docs/rare-mode-signal.md). None when
+    fewer than three spacings or tied scores leave no test.
+    """
+    k = len(top_desc) - 1
+    spacings = np.arange(1, k + 1) * -np.diff(top_desc)
+    rest = spacings[1:].mean() if k >= 3 else 0.0
+    if rest <= 0:
+        return None
+    return float(f_dist.sf(spacings[0] / rest, 2, 2 * (k - 1)))
 
 
 def _stability(fit: Fit, diag: Diagnostics) -> None:

@@ -85,7 +85,7 @@ def _share(x: float) -> str:
 def diagnostics_in_words(diag: dict[str, Any], kind: str) -> list[dict[str, str]]:
     """The fit's diagnostics (``Diagnostics.to_dict()``) for ``kind`` scores as rows with ``check``,
     ``verdict``, ``finding`` and ``todo``."""
-    rows = [_shape(diag), _ties(diag), _extremes(diag)] if kind == "exact" else [_successes(diag)]
+    rows = [_shape(diag), _gap(diag), _ties(diag), _extremes(diag)] if kind == "exact" else [_successes(diag)]
     return [r for r in rows + [_stability(diag)] if r is not None]
 
 
@@ -126,6 +126,23 @@ def _shape(d: dict) -> dict[str, str] | None:
         "Compare with method gpd, which does not "
         "assume the shape, and report the range; see 'Which estimator should I report?' in "
         "docs/concepts.md.",
+    )
+
+
+def _gap(d: dict) -> dict[str, str] | None:
+    pvalue = d.get("top_gap_pvalue")
+    if pvalue is None:
+        return None
+    found = f"Gap test of the largest score against the rest of the tail: p = {pvalue:.2g}."
+    if pvalue >= 0.01:
+        return _row("rare mode", "ok", found + " The largest score continues the tail.")
+    return _row(
+        "rare mode",
+        "concern",
+        found + " The largest score stands far above the rest: a rare mode (a jailbreak or injection that "
+        "few queries carry) that the evaluation barely shows.",
+        "Read the top queries. If they share a pattern, score more queries like them, or forecast that "
+        "pattern on its own: the fitted tail may understate how high such queries reach.",
     )
 
 
