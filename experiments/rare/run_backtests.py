@@ -1,8 +1,9 @@
 """Backtests and red-team allocation on the rare-regime pools, from the committed Parquet chunks alone.
 
-    .venv/bin/python experiments/rare/run_backtests.py [--trials 200]
+    .venv/bin/python experiments/rare/run_backtests.py [--trials 200] [--pools action action-injected]
 
-For each pool (experiments/data/rare/<pool>-NN.parquet) it writes results/rare_<pool>_backtest.{json,md}:
+For each pool (experiments/data/rare/<pool>-NN.parquet; action-injected is the action pool with 1 query in
+1,000 drawn from the injection chunk, see pools.py) it writes results/rare_<pool>_backtest.{json,md}:
 every exact estimator, m = 100, 300 and 1,000, deployment sizes n = 100 m and 1,000 m where the pool holds
 m + n queries, otherwise the largest n it holds (the tables give the n used), truth the realized maximum of
 the deployment draw. tau for behavior frequency is the pool's top-0.1% p, so that frequency is a rare event
@@ -10,7 +11,7 @@ too. Allocation (results/rare_allocation.{json,md}) splits the misuse pool into 
 wrapper a query got: "jailbreak" framings (role-play, instruction overrides, pressure) cost 10 per query,
 plain requests cost 1; it backtests `rarecast allocate`'s rule against picking the generator whose
 evaluation maximum is larger and against a random pick. results/rare_beside_paper.md puts the paper's
-headline numbers (100x, worst-query risk) beside every pool's.
+headline numbers (100x, worst-query risk) beside every pool whose results file exists.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from pools import MIXES, read_pool  # noqa: E402
 from rarecast.evaluation.allocate import backtest_allocation  # noqa: E402
 from rarecast.evaluation.backtest import backtest  # noqa: E402
 
+ALL_POOLS = ["misuse", "secret", "action", "action-injected"]
 METHODS = ["gumbel-ols", "gumbel-ols-digamma", "lognormal", "exponential", "gpd", "gpd-bayes"]
 M = [100, 300, 1000]
 MULTIPLES = [100, 1000]
@@ -206,14 +208,14 @@ def run_allocation(trials: int) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--trials", type=int, default=200)
-    ap.add_argument("--pools", nargs="*", default=["misuse", "secret", "action", "action-injected"])
+    ap.add_argument("--pools", nargs="*", default=ALL_POOLS)
     args = ap.parse_args()
     data = HERE.parents[0] / "data" / "rare"
     pools = [p for p in args.pools if all(sorted(data.glob(f"{part}-*.parquet")) for part in MIXES.get(p, (p,))[:2])]
     for pool in pools:
         run_pool(pool, args.trials)
         print(json.dumps(pool_summary(read_pool(pool)[0])))
-    beside_the_paper(pools)
+    beside_the_paper([p for p in ALL_POOLS if (RESULTS / f"rare_{p}_backtest.json").exists()])
     run_allocation(args.trials)
 
 
