@@ -126,8 +126,9 @@ def top_gap_pvalue(top_desc: np.ndarray) -> float | None:
     and identically exponential (Renyi's representation), so the top spacing over the mean of the other
     k - 1 follows F(2, 2(k - 1)). A rare mode, one query far above the rest (a jailbreak that one query in
     a thousand carries), shows as a wide top gap; a tail that bends down narrows it. Only the top gap is
-    tested: the widest of all k would spend power on gaps lower down (docs/rare-mode-signal.md). None when
-    fewer than three spacings or tied scores leave no test.
+    tested, so no multiple-testing correction dilutes the case that matters. How often it fires on real and
+    synthetic pools: docs/rare-mode-signal.md. None when fewer than three spacings or tied scores leave no
+    test.
     """
     k = len(top_desc) - 1
     spacings = np.arange(1, k + 1) * -np.diff(top_desc)
