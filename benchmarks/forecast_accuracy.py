@@ -49,7 +49,7 @@ from rarecast.scores import p_from_psi
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "experiments" / "data"
 sys.path[:0] = [str(ROOT / "experiments"), str(ROOT / "experiments" / "rare")]
-from pools import MIXES, read_pool  # noqa: E402
+from pools import committed, read_pool  # noqa: E402
 
 RISKS = list(RISK_REGISTRY)
 MULTIPLES = [100, 1000]
@@ -69,8 +69,7 @@ def real_pools() -> dict[str, np.ndarray]:
         if path.exists():
             pools[name] = pq.read_table(path, columns=["logp"])["logp"].to_numpy()
     for pool in ("misuse", "secret", "secret-injected", "action", "action-injected"):
-        parts = MIXES[pool][:2] if pool in MIXES else (pool,)
-        if all(sorted((DATA / "rare").glob(f"{part}-*.parquet")) for part in parts):
+        if committed(pool):
             pools[f"rare-{pool}"] = read_pool(pool)[0]
     return pools
 

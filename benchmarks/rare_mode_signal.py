@@ -62,9 +62,11 @@ def run(pools: list[str], ms: list[int], splits: int) -> list[dict]:
         if pool not in FAMILIES:
             name = pool.removeprefix("rare-")
             logp, _, table = read_pool(name)
-            rare = MIXES[name][1] if name in MIXES else None  # the source of the rare mode
-            source = table["source"].to_pylist() if rare else [None] * len(logp)
-            real[pool] = (logp, np.array([rare is not None and s == rare for s in source]))
+            # the queries from a mixed pool's rare source (none in a plain pool)
+            rare = (
+                np.array(table["source"].to_pylist()) == MIXES[name][1] if name in MIXES else np.zeros(len(logp), bool)
+            )
+            real[pool] = (logp, rare)
     rows = []
     for pool in pools:
         for m in ms:

@@ -210,6 +210,12 @@ def export_chunk(pool: str, i: int, rows: list[dict], model: Path, started: dict
     pq.write_table(table, chunk_path(pool, i), compression="zstd")
 
 
+def committed(pool: str) -> bool:
+    """Whether a pool, or every pool a mixed one is made of, has committed chunks to read."""
+    parts = MIXES[pool][:2] if pool in MIXES else (pool,)
+    return all(any(OUT.glob(f"{part}-*.parquet")) for part in parts)
+
+
 def read_pool(pool: str) -> tuple[np.ndarray, list[dict], pa.Table]:
     """All committed chunks of a pool: (logp, per-chunk provenance, the table).
 

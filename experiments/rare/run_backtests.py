@@ -28,7 +28,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 from common import RESULTS, machine, markdown_table, write_result  # noqa: E402
-from pools import MIXES, read_pool  # noqa: E402
+from pools import committed, read_pool  # noqa: E402
 
 from rarecast.evaluation.allocate import backtest_allocation  # noqa: E402
 from rarecast.evaluation.backtest import backtest  # noqa: E402
@@ -210,8 +210,7 @@ def main() -> None:
     ap.add_argument("--trials", type=int, default=200)
     ap.add_argument("--pools", nargs="*", default=ALL_POOLS)
     args = ap.parse_args()
-    data = HERE.parents[0] / "data" / "rare"
-    pools = [p for p in args.pools if all(sorted(data.glob(f"{part}-*.parquet")) for part in MIXES.get(p, (p,))[:2])]
+    pools = [p for p in args.pools if committed(p)]
     for pool in pools:
         run_pool(pool, args.trials)
         print(json.dumps(pool_summary(read_pool(pool)[0])))
