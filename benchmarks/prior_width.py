@@ -1,13 +1,18 @@
-"""gpd-bayes's prior width on the shape (prior_sd) against gumbel-ols at matched underestimation.
+"""gpd-bayes's settings (the prior width on the shape, prior_sd, or the tail size k) against gumbel-ols at
+matched underestimation.
 
-For each prior_sd given (default 0.1 0.2 0.3): the worst-query forecasts at 100x and 1,000x on the six exact
+For each setting given (a number is a prior_sd; otherwise ``key=value[,key=value]``, e.g. ``k=0.25``;
+default 0.1 0.2 0.3): the worst-query forecasts at 100x and 1,000x on the six exact
 synthetic families and the four real exact pools of benchmarks/forecast_accuracy.py (its splits, truths and
 quantile grid; 24 splits per (pool, m)), the shared quantile q* whose pooled underestimation is no higher than
-gumbel-ols's, and the MAE ratio to gumbel-ols there (geometric mean over pools, worst pool, each pool).
+gumbel-ols's, the MAE ratio to gumbel-ols there (geometric mean over pools, worst pool, each pool) and each
+pool's 90% coverage.
 
     .venv/bin/python benchmarks/prior_width.py 0.1 0.2 0.3 > docs/prior-width.log
+    .venv/bin/python benchmarks/prior_width.py 0.2 k=0.1 k=0.25 > docs/tail-size.log
 """
 
+import json
 import sys
 import warnings
 import zlib
@@ -27,7 +32,17 @@ QS = fa.QUANTILES
 pools = ["exponential", "lognormal", "beta", "rare-mode", "frechet", "bounded"]
 real = fa.real_pools()
 pools += ["misuse", "misaligned", "rare-misuse", "rare-secret"]
-SDS = [float(x) for x in sys.argv[1:]] or [0.1, 0.2, 0.3]
+
+
+def setting(arg: str) -> dict:
+    """gpd-bayes's keyword arguments from "0.2" (a prior_sd) or "k=0.25,prior_sd=0.1"."""
+    if "=" not in arg:
+        return {"prior_sd": float(arg)}
+    pairs = (kv.split("=") for kv in arg.split(","))
+    return {key: value if value == "auto" else json.loads(value) for key, value in pairs}
+
+
+SETTINGS = sys.argv[1:] or ["0.1", "0.2", "0.3"]
 SPLITS = 24
 res = {}
 for pool in pools:
@@ -43,27 +58,32 @@ for pool in pools:
             except rc.ForecastError:
                 ge = np.full(len(n), -99.0)
             res.setdefault((pool, "gumbel"), []).append(ge)
-            for sd in SDS:
+            for name in SETTINGS:
                 try:
-                    fit = rc.fit_tail(scores, method="gpd-bayes", n_draws=200, seed=split, prior_sd=sd)
+                    fit = rc.fit_tail(scores, method="gpd-bayes", n_draws=200, seed=split, **setting(name))
                     psi = max_quantile_psi(fit.draws(), np.tile(n, len(QS)), np.repeat(QS, len(n)))
                     q = p_from_psi(psi).reshape(len(QS), len(n))
                     e = fa._err(q, t[None, :])
+                    low = p_from_psi(max_quantile_psi(fit.draws(), n, np.full(len(n), 0.05)))
+                    covered = (low <= t) & (t <= q[-1])  # the 5% to 95% predictive interval
                 except rc.ForecastError:
-                    e = np.full((len(QS), len(n)), -99.0)
-                res.setdefault((pool, sd), []).append(e)
+                    e, covered = np.full((len(QS), len(n)), -99.0), np.zeros(len(n), bool)
+                res.setdefault((pool, name), []).append(e)
+                res.setdefault((pool, name, "covered"), []).append(covered)
     print(pool, flush=True)
 gu = {p: np.array(res[(p, "gumbel")]) for p in pools}
 target = np.mean([np.mean(gu[p] < 0) for p in pools])
 print("gumbel under", round(target, 3))
-for sd in SDS:
-    E = {p: np.array(res[(p, sd)]) for p in pools}  # (splits, Q, n)
+for name in SETTINGS:
+    E = {p: np.array(res[(p, name)]) for p in pools}  # (splits, Q, n)
     under = np.mean([np.mean(E[p] < 0, axis=(0, 2)) for p in pools], axis=0)
     i = int(np.flatnonzero(under <= target + 1e-12)[0])
     ratios = {p: np.mean(np.abs(E[p][:, i])) / np.mean(np.abs(gu[p])) for p in pools}
     gm = np.exp(np.mean(np.log(list(ratios.values()))))
     print(
-        f"sd {sd}: q*={QS[i]} under={under[i]:.3f} geomean={gm:.3f} worst={max(ratios.values()):.2f}",
+        f"{name}: q*={QS[i]} under={under[i]:.3f} geomean={gm:.3f} worst={max(ratios.values()):.2f}",
         {p: round(r, 2) for p, r in ratios.items()},
+        "90% coverage",
+        {p: round(float(np.mean(res[(p, name, "covered")])), 2) for p in pools},
         flush=True,
     )
