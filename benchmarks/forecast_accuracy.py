@@ -74,24 +74,34 @@ def real_pools() -> dict[str, np.ndarray]:
     return pools
 
 
+def deployment_max(family, n: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """p of the largest of n queries drawn from a synthetic family, exactly: its survival is 1 - U^(1/n)."""
+    return p_from_psi(family.isf(-np.expm1(np.log(rng.uniform(size=len(n))) / n)))
+
+
+def pool_split(size: int, m: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A real pool's split: evaluation indices, deployment indices in draw order (disjoint from them), and the
+    deployment size at each multiple, capped by what the pool holds."""
+    idx = rng.permutation(size)
+    return idx[:m], idx[m:], np.minimum(np.array(MULTIPLES) * m, size - m).astype(float)
+
+
 def split_truths(pool: str, m: int, rng: np.random.Generator, logp_pool: np.ndarray | None):
     """(evaluation scores, {risk: truths per multiple}, deployment sizes, tau per multiple) of one split."""
     if logp_pool is None:
         family = FAMILIES[pool]
         scores = family.sample(rng, m)
         n = np.array(MULTIPLES, dtype=float) * m
-        s_max = -np.expm1(np.log(rng.uniform(size=len(n))) / n)  # survival of the maximum of n draws, exactly
         tau = family.true_worst_query_risk(n)
         truth = {
-            "worst_query_risk": p_from_psi(family.isf(s_max)),
+            "worst_query_risk": deployment_max(family, n, rng),
             "behavior_frequency": 1.0 / n,
             "aggregate_risk": family.true_aggregate_risk(n),
         }
         return scores, truth, n, tau
-    idx = rng.permutation(len(logp_pool))
-    scores = rc.Scores.from_logp(logp_pool[idx[:m]])
-    n = np.minimum(np.array(MULTIPLES) * m, len(logp_pool) - m).astype(float)
-    deploy = logp_pool[idx[m:]]
+    evaluation, deployed, n = pool_split(len(logp_pool), m, rng)
+    scores = rc.Scores.from_logp(logp_pool[evaluation])
+    deploy = logp_pool[deployed]
     log_tau = np.sort(logp_pool)[::-1][(len(logp_pool) / n).astype(int) - 1]
     tau = np.exp(log_tau)
     # ">=": at 1,000x the pool's top-1/n quantile can be its largest score, and nothing lies above that

@@ -29,11 +29,11 @@ from rarecast.errors import ForecastError, RarecastWarning
 from rarecast.evaluation.synthetic import FAMILIES
 from rarecast.forecasting.diagnostics import top_gap_pvalue
 from rarecast.forecasting.tail.base import resolve_k
-from rarecast.scores import p_from_psi
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "experiments"), str(ROOT / "experiments" / "rare")]
+sys.path[:0] = [str(ROOT / "benchmarks"), str(ROOT / "experiments"), str(ROOT / "experiments" / "rare")]
 from common import machine  # noqa: E402
+from forecast_accuracy import deployment_max, pool_split  # noqa: E402
 from pools import MIXES, read_pool  # noqa: E402
 
 LEVEL = 0.01
@@ -46,14 +46,12 @@ def split(pool: str, m: int, rng: np.random.Generator, real: dict) -> tuple[rc.S
     source: 0 nothing, 1 a query below its maximum, 2 its maximum)."""
     if pool in FAMILIES:
         family = FAMILIES[pool]
-        s_max = -np.expm1(np.log(rng.uniform()) / (100 * m))  # survival of the maximum of n draws, exactly
-        return family.sample(rng, m), float(p_from_psi(family.isf(np.array([s_max])))[0]), 0
+        scores = family.sample(rng, m)
+        return scores, float(deployment_max(family, np.array([100.0 * m]), rng)[0]), 0
     logp, rare = real[pool]
-    idx = rng.permutation(len(logp))
-    n = min(100 * m, len(logp) - m)
-    evaluation = idx[:m]
+    evaluation, deployed, n = pool_split(len(logp), m, rng)  # n[0]: the deployment at 100 m
     drew = 2 if rare[evaluation[np.argmax(logp[evaluation])]] else int(rare[evaluation].any())
-    return rc.Scores.from_logp(logp[evaluation]), float(np.exp(logp[idx[m : m + n]].max())), drew
+    return rc.Scores.from_logp(logp[evaluation]), float(np.exp(logp[deployed[: int(n[0])]].max())), drew
 
 
 def run(pools: list[str], ms: list[int], splits: int) -> list[dict]:
