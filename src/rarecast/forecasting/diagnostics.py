@@ -105,7 +105,10 @@ def _exact_checks(fit: Fit, diag: Diagnostics) -> None:
         diag.warnings.append(
             f"the largest score stands apart from the rest of the tail (gap test p = {diag.top_gap_pvalue:.2g}): "
             "a rare mode, such as a jailbreak or an injection that few queries carry, which one evaluation "
-            "query barely shows; other such queries may reach higher than the fit says; read the top queries"
+            "query barely shows; other such queries may reach higher than the fit says, so read the top queries "
+            "and take the upper end of the worst-query interval, not the point forecast (in rarecast's benchmark, "
+            "flagged forecasts ran low 28% to 53% of the time and their 90% intervals still held the realized "
+            "maximum 94% to 100% of the time; docs/rare-mode-signal.md)"
         )
     far = worst_query_risk(fit.model, np.array([1e2, 1e4]) * len(psi))[0]
     top_p = float(np.exp(logp.max()))

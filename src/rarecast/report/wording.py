@@ -142,7 +142,8 @@ def _gap(d: dict) -> dict[str, str] | None:
         found + " The largest score stands far above the rest: a rare mode (a jailbreak or injection that "
         "few queries carry) that the evaluation barely shows.",
         "Read the top queries. If they share a pattern, score more queries like them, or forecast that "
-        "pattern on its own: the fitted tail may understate how high such queries reach.",
+        "pattern on its own: the fitted tail may understate how high such queries reach. Until then, plan "
+        "for the upper end of the worst-query interval rather than the point forecast.",
     )
 
 
