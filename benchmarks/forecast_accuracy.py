@@ -52,6 +52,8 @@ sys.path[:0] = [str(ROOT / "experiments"), str(ROOT / "experiments" / "rare")]
 from pools import committed, read_pool  # noqa: E402
 
 RISKS = list(RISK_REGISTRY)
+#: The synthetic families with exact scores (the rest are sampled counts), in FAMILIES's order.
+EXACT_FAMILIES = [name for name, family in FAMILIES.items() if family.trials is None]
 MULTIPLES = [100, 1000]
 QUANTILES = np.round(np.arange(0.5, 0.96, 0.05), 2)
 FLOOR = 1e-300  # forecasts of exactly 0 (a bounded fitted tail) are scored as this
@@ -72,6 +74,21 @@ def real_pools() -> dict[str, np.ndarray]:
         if committed(pool):
             pools[f"rare-{pool}"] = read_pool(pool)[0]
     return pools
+
+
+def exact_cells(real: dict[str, np.ndarray]) -> list[tuple[str, int, np.ndarray | None]]:
+    """(pool, m, log p of a real pool or None) for every exact synthetic family at m = 100 and 1,000 and every
+    real pool in ``real`` at m = 100 and 300: the cells of the benchmarks that study the default on exact
+    scores."""
+    cells: list[tuple[str, int, np.ndarray | None]] = [(p, m, None) for p in EXACT_FAMILIES for m in (100, 1000)]
+    return cells + [(p, m, logp) for p, logp in real.items() for m in (100, 300)]
+
+
+def estimator_settings(text: str) -> dict:
+    """An estimator's keyword arguments from ``"k=0.25,prior_sd=0.1"`` (values read as JSON; ``auto`` as
+    itself); ``""`` gives none."""
+    pairs = (kv.split("=") for kv in text.split(",") if kv)
+    return {key: value if value == "auto" else json.loads(value) for key, value in pairs}
 
 
 def deployment_max(family, n: np.ndarray, rng: np.random.Generator) -> np.ndarray:

@@ -27,7 +27,6 @@ from rarecast.forecasting.risks import behavior_frequency  # noqa: E402
 SPLITS = 24
 TRIMS = (0.0, 0.01, 0.02, 0.05, 0.1)
 RULES = [f"trim {t:.0%}" if t else "mean" for t in TRIMS] + ["median"]
-SYNTHETIC = ["exponential", "lognormal", "beta", "rare-mode", "frechet", "bounded"]
 
 
 def readings(s: np.ndarray) -> list[float]:
@@ -56,9 +55,7 @@ def run_task(task) -> tuple[str, np.ndarray]:
 
 
 def main() -> None:
-    real = fa.real_pools()
-    tasks = [(p, m, None) for p in SYNTHETIC for m in (100, 1000)]
-    tasks += [(p, m, v) for p, v in real.items() for m in (100, 300)]
+    tasks = fa.exact_cells(fa.real_pools())
     errors: dict[str, list[np.ndarray]] = {}
     with ProcessPoolExecutor(2) as ex:
         for pool, e in ex.map(run_task, tasks):

@@ -12,7 +12,6 @@ pool's 90% coverage.
     .venv/bin/python benchmarks/prior_width.py 0.2 k=0.1 k=0.25 > docs/tail-size.log
 """
 
-import json
 import sys
 import warnings
 import zlib
@@ -29,17 +28,14 @@ from rarecast.scores import p_from_psi  # noqa: E402
 
 warnings.simplefilter("ignore")
 QS = fa.QUANTILES
-pools = ["exponential", "lognormal", "beta", "rare-mode", "frechet", "bounded"]
+pools = list(fa.EXACT_FAMILIES)
 real = fa.real_pools()
 pools += ["misuse", "misaligned", "rare-misuse", "rare-secret"]
 
 
 def setting(arg: str) -> dict:
     """gpd-bayes's keyword arguments from "0.2" (a prior_sd) or "k=0.25,prior_sd=0.1"."""
-    if "=" not in arg:
-        return {"prior_sd": float(arg)}
-    pairs = (kv.split("=") for kv in arg.split(","))
-    return {key: value if value == "auto" else json.loads(value) for key, value in pairs}
+    return fa.estimator_settings(arg) if "=" in arg else {"prior_sd": float(arg)}
 
 
 SETTINGS = sys.argv[1:] or ["0.1", "0.2", "0.3"]

@@ -32,11 +32,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import forecast_accuracy as fa  # noqa: E402
 
 import rarecast as rc  # noqa: E402
+from rarecast.forecasting.risks import max_cdf  # noqa: E402
 from rarecast.forecasting.tail import make_estimator  # noqa: E402
 from rarecast.scores import logp_from_psi, p_from_psi  # noqa: E402
 
 FAMILIES = ("gpd-bayes", "lognormal", "exponential")  # the first is the default, scored alone too
-SYNTHETIC = ["exponential", "lognormal", "beta", "rare-mode", "frechet", "bounded"]
 TEMPERS = (0.25, 0.5, 1.0, 2.0)
 BACKTESTS = 12
 LEVELS = np.concatenate([[0.05], fa.QUANTILES])  # 0.05 and 0.95 bound the 90% interval
@@ -47,16 +47,9 @@ def family_draws(family: str, psi_desc: np.ndarray, n_draws: int, seed: int):
 
     ``family`` is a method name, with settings after a colon: ``"gpd-bayes:k=0.25"``."""
     method, _, settings = family.partition(":")
-    params = {key: json.loads(value) for key, value in (kv.split("=") for kv in settings.split(",") if kv)}
     scores = rc.Scores.from_logp(logp_from_psi(psi_desc))
-    d = make_estimator(method, **params).draws(scores, n_draws, np.random.default_rng(seed))
+    d = make_estimator(method, **fa.estimator_settings(settings)).draws(scores, n_draws, np.random.default_rng(seed))
     return d.take(np.isfinite(d.worst_psi(np.array([1e6]))[:, 0]) & d.decays())
-
-
-def max_cdf(draws, x: np.ndarray, n) -> np.ndarray:
-    """P(largest of n queries <= x) under the draws mixed with equal weight."""
-    with np.errstate(all="ignore"):
-        return np.mean(np.exp(np.asarray(n) * np.log1p(-np.exp(draws.log_sf(x)))), axis=0)
 
 
 def mixture_quantile(parts: list, weights: np.ndarray, n: np.ndarray, q: np.ndarray) -> np.ndarray:
@@ -72,6 +65,7 @@ def mixture_quantile(parts: list, weights: np.ndarray, n: np.ndarray, q: np.ndar
 def backtest_scores(psi: np.ndarray, families: list[str], rng: np.random.Generator) -> np.ndarray:
     """(BACKTESTS, families) log densities of the held-out maximum, each family fitted on a tenth of psi."""
     m, s = len(psi), max(20, len(psi) // 10)
+    n = np.array([m - s], dtype=float)
     out = np.empty((BACKTESTS, len(families)))
     for b in range(BACKTESTS):
         idx = rng.permutation(m)
@@ -80,7 +74,7 @@ def backtest_scores(psi: np.ndarray, families: list[str], rng: np.random.Generat
         for c, family in enumerate(families):
             try:
                 d = family_draws(family, fit_on, 100, b)
-                dens = (max_cdf(d, np.array([held_max + h]), m - s) - max_cdf(d, np.array([held_max - h]), m - s))[0]
+                dens = (max_cdf(d, np.array([held_max + h]), n) - max_cdf(d, np.array([held_max - h]), n))[0]
                 out[b, c] = np.log(max(dens / (2 * h), 1e-300))
             except rc.ForecastError:
                 out[b, c] = np.log(1e-300)
@@ -99,7 +93,7 @@ def weightings(scores: np.ndarray, families: list[str]) -> dict[str, np.ndarray]
 
 
 def run_task(task) -> list[dict]:
-    pool, m, splits, draws, families, logp_pool = task
+    pool, m, logp_pool, splits, draws, families = task
     rows = []
     warnings.simplefilter("ignore")
     for split in range(splits):
@@ -220,8 +214,7 @@ def main(argv=None) -> int:
     ap.add_argument("--markdown")
     args = ap.parse_args(argv)
     real = fa.real_pools()
-    tasks = [(p, m, args.splits, args.draws, args.families, None) for p in SYNTHETIC for m in (100, 1000)]
-    tasks += [(p, m, args.splits, args.draws, args.families, v) for p, v in real.items() for m in (100, 300)]
+    tasks = [(*cell, args.splits, args.draws, args.families) for cell in fa.exact_cells(real)]
     t0, rows = time.time(), []
     with ProcessPoolExecutor(max_workers=args.jobs) as ex:
         for i, cell in enumerate(ex.map(run_task, tasks), 1):

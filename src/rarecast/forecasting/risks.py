@@ -33,6 +33,13 @@ def aggregate_risk(model: PsiDistribution, n: np.ndarray) -> np.ndarray:
     return -np.expm1(n[None, :] * log_keep[:, None])
 
 
+def max_cdf(model: PsiDistribution, x: np.ndarray, n: np.ndarray) -> np.ndarray:
+    """P(largest of n deployment queries <= x) with the replicates of ``model`` mixed with equal weight:
+    mean_r (1 - S_r(x))^n. ``x`` and ``n`` are 1-D, of one length (or n of length 1); shape (len(x),)."""
+    with np.errstate(divide="ignore"):
+        return np.mean(np.exp(n[None, :] * np.log1p(-np.exp(model.log_sf(x)))), axis=0)
+
+
 def max_quantile_psi(model: PsiDistribution, n: np.ndarray, q: float | np.ndarray, iters: int = 40) -> np.ndarray:
     """psi that the largest of n deployment queries stays below with probability q; shape (len(n),).
 
@@ -48,14 +55,10 @@ def max_quantile_psi(model: PsiDistribution, n: np.ndarray, q: float | np.ndarra
     lo = np.where(none, 0.0, np.min(np.where(finite, own, np.inf), axis=0)) - 1e-9
     hi = np.where(none, 0.0, np.max(np.where(finite, own, -np.inf), axis=0)) + 1e-9
 
-    def cdf(x: np.ndarray) -> np.ndarray:
-        with np.errstate(divide="ignore"):
-            return np.mean(np.exp(n[None, :] * np.log1p(-np.exp(model.log_sf(x)))), axis=0)
-
-    beyond = cdf(hi) < q
+    beyond = max_cdf(model, hi, n) < q
     for _ in range(iters):
         mid = 0.5 * (lo + hi)
-        below = cdf(mid) < q
+        below = max_cdf(model, mid, n) < q
         lo, hi = np.where(below, mid, lo), np.where(below, hi, mid)
     edge = np.where(np.any(own == np.inf, axis=0), np.inf, -np.inf)
     return np.where(none, edge, np.where(beyond, np.inf, 0.5 * (lo + hi)))
