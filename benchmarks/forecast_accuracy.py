@@ -130,6 +130,11 @@ def split_truths(pool: str, m: int, rng: np.random.Generator, logp_pool: np.ndar
     return scores, truth, n, tau
 
 
+def paper_scores(scores: rc.Scores) -> rc.Scores:
+    """Counts read as the paper reads them, p = s / k, for estimators of exact scores; exact scores as they are."""
+    return rc.Scores.from_p(scores.successes / scores.trials) if scores.kind == "counts" else scores
+
+
 def fit_row(method: str, scores, n: np.ndarray, tau: np.ndarray, draws: int, seed: int) -> dict:
     """Point forecasts and 90% intervals of the three risks (and, for the default, quantile forecasts)."""
     name = (
@@ -137,9 +142,7 @@ def fit_row(method: str, scores, n: np.ndarray, tau: np.ndarray, draws: int, see
         if method == "default" and scores.kind == "exact"
         else (DEFAULT_COUNTS if method == "default" else method)
     )
-    data = scores
-    if scores.kind == "counts" and name != DEFAULT_COUNTS:
-        data = rc.Scores.from_p(scores.successes / scores.trials)  # the paper's treatment: p = s / k
+    data = scores if name == DEFAULT_COUNTS else paper_scores(scores)
     try:
         with warnings.catch_warnings(), np.errstate(all="ignore"):  # refused fits are counted, not printed
             warnings.simplefilter("ignore", RarecastWarning)

@@ -126,7 +126,11 @@ def test_params_name_every_constructor_argument_and_rebuild_the_estimator(name):
 @pytest.mark.parametrize(
     "name, settings, expected",
     [
-        ("binomial", {"k": 30, "grid_size": 60}, {"k": 30, "grid_size": 60}),
+        (
+            "binomial",
+            {"k": 30, "grid_size": 60, "scale_sd": 1.5},
+            {"k": 30, "grid_size": 60, "scale_median": 0.13, "scale_sd": 1.5},
+        ),
         ("gpd-bayes", {"k": 25, "prior_sd": 0.3}, {"k": 25, "prior_sd": 0.3}),
         ("exponential", {"k": 0.1, "predictive": True}, {"k": 0.1, "predictive": True}),
         ("gpd", {"k": 40}, {"k": 40}),

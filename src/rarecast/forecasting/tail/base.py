@@ -179,6 +179,12 @@ def require_int(name: str, value, low: int) -> int:
     return int(value)
 
 
+def require_positive(name: str, value) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or not value > 0:
+        raise ForecastError(f"{name} must be a positive number, got {value!r}")
+    return float(value)
+
+
 def uniform_body(psi_desc: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Atoms and weights for the evaluation scores below the k largest, each weighing 1/m."""
     m = psi_desc.shape[1]

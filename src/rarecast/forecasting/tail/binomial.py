@@ -8,8 +8,14 @@ psi is modelled as
 * a tail: exponential excesses of psi above u with mass ``tail_mass`` and scale ``sigma``,
 
 and fitted by maximizing the marginal binomial likelihood of the counts, sum_i log sum_c pi_c P(s_i | k_i, c).
-The weights are solved by EM for each sigma, and sigma by a profile over a grid, which also serves as the
-(flat-prior on log sigma) posterior that intervals draw from.
+The weights are solved by EM for each sigma, and sigma by a profile over a grid, which times a log-normal prior
+on sigma is the posterior that forecasts and intervals draw from.
+
+The prior matters when the counts barely see the tail (a few successes in 100 samples): the profile is then
+nearly flat over sigma, and a flat prior let the draws run to scales at which p reaches 1 within one step of
+psi, forecasting worst-query risks an order of magnitude too high and refusing some splits outright. Its
+median, 0.13, and spread come from the exact pools, where sigma is well measured: the gpd-bayes tail scale of
+every real pool we scored lies between 0.06 and 0.22 (``benchmarks/tail_scale.py``, docs/tail-scale.log).
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ import numpy as np
 from scipy.special import logsumexp
 
 from rarecast.errors import ForecastError, RarecastWarning
-from rarecast.forecasting.tail.base import TailEstimator, check_k, require_int, resolve_k
+from rarecast.forecasting.tail.base import TailEstimator, check_k, require_int, require_positive, resolve_k
 from rarecast.forecasting.tail.model import TailModel
 from rarecast.scores import Scores, psi_from_logp
 
@@ -60,9 +66,15 @@ class BinomialPOT(TailEstimator):
     )
     data_kind = "counts"
 
-    def __init__(self, k: int | str = "auto", grid_size: int = 40):
+    def __init__(self, k: int | str = "auto", grid_size: int = 40, scale_median: float = 0.13, scale_sd: float = 0.7):
         self.k = check_k(k)
         self.grid_size = require_int("grid_size", grid_size, 8)
+        self.scale_median = require_positive("scale_median", scale_median)
+        self.scale_sd = require_positive("scale_sd", scale_sd)  # inf: the flat prior on log sigma
+
+    def _log_prior(self, sigmas: np.ndarray) -> np.ndarray:
+        """log of the log-normal prior on the tail scale, up to a constant."""
+        return -0.5 * (np.log(sigmas / self.scale_median) / self.scale_sd) ** 2
 
     def point_rule(self, risk: str) -> str | None:
         # The maximum-likelihood tail mass can be 0 when the counts barely see the tail; forecasts from the
@@ -156,7 +168,7 @@ class BinomialPOT(TailEstimator):
 
     def fit_point(self, scores: Scores) -> TailModel:
         u, body_logp, sigmas, lls, pis = self.profile(scores)
-        best = int(np.argmax(lls))
+        best = int(np.argmax(lls + self._log_prior(sigmas)))  # the posterior mode
         if best == len(sigmas) - 1:
             assert scores.successes is not None  # profile() has checked that these are counts
             hits = int(np.sum(scores.successes > 0))
@@ -168,7 +180,8 @@ class BinomialPOT(TailEstimator):
 
     def draws(self, scores: Scores, n_draws: int, rng: np.random.Generator) -> TailModel:
         u, body_logp, sigmas, lls, pis = self.profile(scores)
-        post = np.exp(lls - lls.max())
+        log_post = lls + self._log_prior(sigmas)
+        post = np.exp(log_post - log_post.max())
         idx = rng.choice(len(sigmas), size=n_draws, p=post / post.sum())
         # jitter within a grid cell so that draws are not confined to grid values
         step = _LOG_SIGMA_GRID[1] - _LOG_SIGMA_GRID[0]

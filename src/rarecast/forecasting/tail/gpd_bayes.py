@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from rarecast.errors import ForecastError
-from rarecast.forecasting.tail.base import PeaksOverThreshold
+from rarecast.forecasting.tail.base import PeaksOverThreshold, require_positive
 from rarecast.forecasting.tail.model import TailModel, gpd_log_sf
 from rarecast.scores import Scores
 
@@ -75,9 +75,7 @@ class BayesianGPD(PeaksOverThreshold):
 
     def __init__(self, k: int | float | str = "auto", prior_sd: float = 0.2):
         super().__init__(k)
-        if isinstance(prior_sd, bool) or not (isinstance(prior_sd, (int, float)) and prior_sd > 0):
-            raise ForecastError(f"prior_sd must be a positive number, got {prior_sd!r}")
-        self.prior_sd = float(prior_sd)
+        self.prior_sd = require_positive("prior_sd", prior_sd)
 
     def point_rule(self, risk: str) -> str:
         return "predictive"
