@@ -43,6 +43,9 @@ def test_default_method_is_the_documented_one(logp):
         (np.full(100, -3.0), {"method": "exponential"}, "does not decay"),
         (np.log(np.linspace(0.01, 0.02, 50)), {"method": "nope"}, "unknown method"),
         (np.log(np.linspace(0.01, 0.02, 50)), {"method": "gumbel-ols", "k": 1}, "k must be"),
+        (np.log(np.linspace(0.01, 0.02, 50)), {"method": "gpd-bayes", "prior_sd": 0}, "prior_sd must be a positive"),
+        (np.log(np.linspace(0.01, 0.02, 50)), {"method": "binomial", "scale_sd": -1.0}, "scale_sd must be a positive"),
+        (np.log(np.linspace(0.01, 0.02, 50)), {"method": "binomial", "scale_median": "x"}, "scale_median must be"),
     ],
 )
 def test_bad_input_raises_forecast_error(data, kwargs, message):

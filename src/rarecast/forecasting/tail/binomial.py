@@ -173,8 +173,8 @@ class BinomialPOT(TailEstimator):
             assert scores.successes is not None  # profile() has checked that these are counts
             hits = int(np.sum(scores.successes > 0))
             raise ForecastError(
-                f"the counts do not pin down a tail: only {hits} queries had any success, and the likelihood "
-                "prefers an ever flatter tail; sample more per query or score more queries"
+                f"the counts do not pin down a tail: only {hits} queries had any success, and even with its prior "
+                "on the scale the posterior prefers an ever flatter tail; sample more per query or score more queries"
             )
         return self._model(u, body_logp, sigmas[best : best + 1], pis[best : best + 1])
 
