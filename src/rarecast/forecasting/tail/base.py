@@ -179,9 +179,10 @@ def require_int(name: str, value, low: int) -> int:
     return int(value)
 
 
-def require_positive(name: str, value) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or not value > 0:
-        raise ForecastError(f"{name} must be a positive number, got {value!r}")
+def require_positive(name: str, value, zero_ok: bool = False) -> float:
+    number = not isinstance(value, bool) and isinstance(value, (int, float, np.number))
+    if not number or not (value >= 0 if zero_ok else value > 0):
+        raise ForecastError(f"{name} must be a {'non-negative' if zero_ok else 'positive'} number, got {value!r}")
     return float(value)
 
 

@@ -5,17 +5,21 @@ tiny made-up probability would invent the very tail we want to measure. Instead 
 psi is modelled as
 
 * a body: free weights on a grid of scores below a threshold u (p = 0 included), and
-* a tail: exponential excesses of psi above u with mass ``tail_mass`` and scale ``sigma``,
+* a tail: generalized Pareto excesses of psi above u with mass ``tail_mass``, scale ``sigma`` and shape ``xi``,
 
 and fitted by maximizing the marginal binomial likelihood of the counts, sum_i log sum_c pi_c P(s_i | k_i, c).
-The weights are solved by EM for each sigma, and sigma by a profile over a grid, which times a log-normal prior
-on sigma is the posterior that forecasts and intervals draw from.
+The weights are solved by EM for each (xi, sigma) on a grid, and the profile over that grid, times priors on
+both, is the posterior that forecasts and intervals draw from. Queries with the same counts share one row, so
+EM runs over the few distinct (s, k) pairs rather than over every query.
 
-The prior matters when the counts barely see the tail (a few successes in 100 samples): the profile is then
-nearly flat over sigma, and a flat prior let the draws run to scales at which p reaches 1 within one step of
-psi, forecasting worst-query risks an order of magnitude too high and refusing some splits outright. Its
+The prior on sigma matters when the counts barely see the tail (a few successes in 100 samples): the profile is
+then nearly flat over sigma, and a flat prior let the draws run to scales at which p reaches 1 within one step
+of psi, forecasting worst-query risks an order of magnitude too high and refusing some splits outright. Its
 median, 0.13, and spread come from the exact pools, where sigma is well measured: the gpd-bayes tail scale of
 every real pool we scored lies between 0.06 and 0.22 (``benchmarks/tail_scale.py``, docs/tail-scale.log).
+The shape has the N(0, shape_sd^2) prior of gpd-bayes, centred on the paper's Gumbel-tail assumption; with
+``shape_sd=0`` the tail is exponential, as in the paper. The shape lets a light tail (log-normal p) bend down,
+which an exponential tail over-forecasts 1,000x out (docs/count-shape-prior.log).
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from scipy.special import logsumexp
 
 from rarecast.errors import ForecastError, RarecastWarning
 from rarecast.forecasting.tail.base import TailEstimator, check_k, require_int, require_positive, resolve_k
-from rarecast.forecasting.tail.model import TailModel
+from rarecast.forecasting.tail.model import TailModel, gpd_log_sf
 from rarecast.scores import Scores, psi_from_logp
 
 # The tail integral runs over a fixed grid of psi: with many trials per query the binomial likelihood is
@@ -38,6 +42,8 @@ _PSI_TOP = 8.0
 #: successes at which a count resolves its p well enough for the threshold to sit on it (see _design)
 _RESOLVED = 5
 _LOG_SIGMA_GRID = np.linspace(np.log(0.02), np.log(5.0), 48)
+#: shape grid in units of shape_sd: +-2.5 prior standard deviations in 11 steps
+_XI_UNITS = np.linspace(-2.5, 2.5, 11)
 
 
 def binomial_loglik(s: np.ndarray, k: np.ndarray, logp: np.ndarray) -> np.ndarray:
@@ -50,7 +56,7 @@ def binomial_loglik(s: np.ndarray, k: np.ndarray, logp: np.ndarray) -> np.ndarra
 
 
 class BinomialPOT(TailEstimator):
-    """Exponential tail for psi fitted to sampled counts by marginal binomial likelihood.
+    """Generalized Pareto tail for psi fitted to sampled counts by marginal binomial likelihood.
 
     The threshold u sits at the score of the (k+1)-th query ranked by (s + 1/2) / (trials + 1) when that query
     has at least 5 successes, so its p is resolved. Otherwise it sits no higher than p = 1 / trials: below it a
@@ -66,15 +72,29 @@ class BinomialPOT(TailEstimator):
     )
     data_kind = "counts"
 
-    def __init__(self, k: int | str = "auto", grid_size: int = 40, scale_median: float = 0.13, scale_sd: float = 0.7):
+    def __init__(
+        self,
+        k: int | str = "auto",
+        grid_size: int = 40,
+        scale_median: float = 0.13,
+        scale_sd: float = 0.7,
+        shape_sd: float = 0.0,
+    ):
         self.k = check_k(k)
         self.grid_size = require_int("grid_size", grid_size, 8)
         self.scale_median = require_positive("scale_median", scale_median)
         self.scale_sd = require_positive("scale_sd", scale_sd)  # inf: the flat prior on log sigma
+        self.shape_sd = require_positive("shape_sd", shape_sd, zero_ok=True)  # 0: the exponential tail
 
-    def _log_prior(self, sigmas: np.ndarray) -> np.ndarray:
-        """log of the log-normal prior on the tail scale, up to a constant."""
-        return -0.5 * (np.log(sigmas / self.scale_median) / self.scale_sd) ** 2
+    @property
+    def _xis(self) -> np.ndarray:
+        return _XI_UNITS * self.shape_sd if self.shape_sd > 0 else np.zeros(1)
+
+    def _log_prior(self, xis: np.ndarray, sigmas: np.ndarray) -> np.ndarray:
+        """log of the priors on the grid, (xi, sigma), up to a constant: normal on xi, log-normal on sigma."""
+        log_scale = -0.5 * (np.log(sigmas / self.scale_median) / self.scale_sd) ** 2
+        log_shape = -0.5 * (xis / self.shape_sd) ** 2 if self.shape_sd > 0 else np.zeros(1)
+        return log_shape[:, None] + log_scale[None, :]
 
     def point_rule(self, risk: str) -> str | None:
         # The maximum-likelihood tail mass can be 0 when the counts barely see the tail; forecasts from the
@@ -111,86 +131,101 @@ class BinomialPOT(TailEstimator):
         p_u = np.exp(-np.exp(-u))
         p_min = min(1e-3 / n.max(), p_u / 100)
         body_logp = np.concatenate([[-np.inf], np.linspace(np.log(p_min), np.log(p_u), self.grid_size, endpoint=False)])
-        body_ll = binomial_loglik(s[:, None], n[:, None], body_logp[None, :])
-        return u, body_logp, body_ll
+        return u, body_logp
 
     @staticmethod
     def _tail_grid(s, n, u):
-        """Excess cell centres above u and every query's binomial log-likelihood at each, (m, cells)."""
+        """Excess cell centres above u and every count's binomial log-likelihood at each, (counts, cells)."""
         excess = np.arange(_PSI_STEP / 2, max(_PSI_TOP - u, 1.0), _PSI_STEP)
         return excess, binomial_loglik(s[:, None], n[:, None], -np.exp(-(u + excess))[None, :])
 
     @staticmethod
-    def _tail_ll(excess, grid_ll, sigma):
-        """log of the integral of P(s | psi) over exponential excesses of scale sigma, per query."""
-        h = _PSI_STEP
-        log_mass = -(excess - h / 2) / sigma + np.log(-np.expm1(-h / sigma))  # exact mass of each cell
-        log_mass[-1] = -(excess[-1] - h / 2) / sigma  # everything beyond the last cell's lower edge
-        return logsumexp(grid_ll + log_mass[None, :], axis=1)
+    def _tail_ll(excess, grid_ll, sigma, xis):
+        """log of the integral of P(s | psi) over GPD excesses of scale sigma, per shape and count, (xis, counts)."""
+        lower = gpd_log_sf(excess - _PSI_STEP / 2, sigma, xis[:, None])
+        upper = gpd_log_sf(excess + _PSI_STEP / 2, sigma, xis[:, None])
+        with np.errstate(divide="ignore", invalid="ignore"):  # cells past a bounded tail's end hold nothing
+            log_mass = np.where(np.isfinite(lower), lower + np.log(-np.expm1(upper - lower)), -np.inf)
+        log_mass[:, -1] = lower[:, -1]  # everything beyond the last cell's lower edge
+        return logsumexp(grid_ll[None, :, :] + log_mass[:, None, :], axis=2)
 
     @staticmethod
-    def _em(ll: np.ndarray, pi: np.ndarray, iters: int = 200) -> tuple[np.ndarray, float]:
-        shift = ll.max(axis=1, keepdims=True)
-        lik = np.exp(ll - shift)
-        total = float(shift.sum())
+    def _em(ll: np.ndarray, count: np.ndarray, pi: np.ndarray, iters: int = 200) -> tuple[np.ndarray, np.ndarray]:
+        """Mixture weights maximizing sum_i count_i log sum_c pi_c exp(ll_ic), and that maximum.
+
+        One problem per leading index: ll is (problems, counts, components) and pi (problems, components); they
+        are solved together so that the Python loop runs once for all of them.
+        """
+        shift = ll.max(axis=2)
+        lik = np.exp(ll - shift[:, :, None])
+        lik_t = lik.transpose(0, 2, 1)
         for _ in range(iters):
-            mix = lik @ pi
-            new = pi * (lik.T @ (1.0 / mix)) / len(mix)
-            if np.max(np.abs(new - pi)) < 1e-9:
-                pi = new
-                break
+            mix = (lik @ pi[:, :, None])[:, :, 0]
+            new = pi * (lik_t @ (count / mix)[:, :, None])[:, :, 0] / count.sum()
+            converged = np.max(np.abs(new - pi)) < 1e-9
             pi = new
-        return pi, float(np.log(lik @ pi).sum() + total)
+            if converged:
+                break
+        return pi, (np.log((lik @ pi[:, :, None])[:, :, 0]) + shift) @ count
 
     def profile(self, scores: Scores):
-        """Profile log-likelihood over the tail scale grid: (u, body log p grid, sigmas, logliks, weights)."""
+        """Profile log-likelihood over the (xi, sigma) grid: (u, body log p grid, xis, sigmas, logliks, weights).
+
+        ``logliks`` is (xis, sigmas) and ``weights`` (xis, sigmas, body cells + 1), the tail's mass last.
+        """
         s, n, k = self.check(scores)
-        u, body_logp, body_ll = self._design(s, n, k)
-        uniform = np.full(len(body_logp) + 1, 1.0 / (len(body_logp) + 1))
-        pi = uniform
-        sigmas = np.exp(_LOG_SIGMA_GRID)
-        lls, pis = [], []
+        u, body_logp = self._design(s, n, k)
+        pairs, count = np.unique(np.column_stack([s, n]), axis=0, return_counts=True)
+        s, n = pairs[:, 0], pairs[:, 1]
+        body_ll = binomial_loglik(s[:, None], n[:, None], body_logp[None, :])
         excess, grid_ll = self._tail_grid(s, n, u)
-        for sigma in sigmas:
-            ll = np.column_stack([body_ll, self._tail_ll(excess, grid_ll, sigma)])
+        xis, sigmas = self._xis, np.exp(_LOG_SIGMA_GRID)
+        uniform = np.full((len(xis), len(body_logp) + 1), 1.0 / (len(body_logp) + 1))
+        lls = np.empty((len(xis), len(sigmas)))
+        pis = np.empty((len(xis), len(sigmas), uniform.shape[1]))
+        pi = uniform
+        for b, sigma in enumerate(sigmas):
+            tail_ll = self._tail_ll(excess, grid_ll, sigma, xis)
+            ll = np.concatenate([np.broadcast_to(body_ll, (len(xis), *body_ll.shape)), tail_ll[:, :, None]], axis=2)
             # Warm start, blended with uniform weights: EM's multiplicative updates cannot revive a component
             # whose weight the previous scale drove to zero.
-            pi, value = self._em(ll, 0.5 * pi + 0.5 * uniform)
-            lls.append(value)
-            pis.append(pi.copy())
-        return u, body_logp, sigmas, np.array(lls), np.array(pis)
+            pi, lls[:, b] = self._em(ll, count.astype(float), 0.5 * pi + 0.5 * uniform)
+            pis[:, b] = pi
+        return u, body_logp, xis, sigmas, lls, pis
 
-    def _model(self, u, body_logp, sigma, pi) -> TailModel:
+    def _model(self, u, body_logp, xi, sigma, pi) -> TailModel:
         atoms = psi_from_logp(body_logp)[::-1][None, :].repeat(len(sigma), axis=0)
         weights = pi[:, :-1][:, ::-1]
-        r = len(sigma)
-        return TailModel(atoms, weights, np.full(r, u), pi[:, -1], np.asarray(sigma), np.zeros(r))
+        return TailModel(atoms, weights, np.full(len(sigma), u), pi[:, -1], np.asarray(sigma), np.asarray(xi))
 
     def fit_point(self, scores: Scores) -> TailModel:
-        u, body_logp, sigmas, lls, pis = self.profile(scores)
-        best = int(np.argmax(lls + self._log_prior(sigmas)))  # the posterior mode
-        if best == len(sigmas) - 1:
+        u, body_logp, xis, sigmas, lls, pis = self.profile(scores)
+        a, b = np.unravel_index(np.argmax(lls + self._log_prior(xis, sigmas)), lls.shape)  # the posterior mode
+        if b == len(sigmas) - 1:
             assert scores.successes is not None  # profile() has checked that these are counts
             hits = int(np.sum(scores.successes > 0))
             raise ForecastError(
                 f"the counts do not pin down a tail: only {hits} queries had any success, and even with its prior "
                 "on the scale the posterior prefers an ever flatter tail; sample more per query or score more queries"
             )
-        return self._model(u, body_logp, sigmas[best : best + 1], pis[best : best + 1])
+        return self._model(u, body_logp, xis[a : a + 1], sigmas[b : b + 1], pis[a, b][None])
 
     def draws(self, scores: Scores, n_draws: int, rng: np.random.Generator) -> TailModel:
-        u, body_logp, sigmas, lls, pis = self.profile(scores)
-        log_post = lls + self._log_prior(sigmas)
+        u, body_logp, xis, sigmas, lls, pis = self.profile(scores)
+        log_post = (lls + self._log_prior(xis, sigmas)).ravel()
         post = np.exp(log_post - log_post.max())
-        idx = rng.choice(len(sigmas), size=n_draws, p=post / post.sum())
+        a, b = np.unravel_index(rng.choice(log_post.size, size=n_draws, p=post / post.sum()), lls.shape)
         # jitter within a grid cell so that draws are not confined to grid values
-        step = _LOG_SIGMA_GRID[1] - _LOG_SIGMA_GRID[0]
-        sigma = sigmas[idx] * np.exp(rng.uniform(-step / 2, step / 2, size=n_draws))
+        log_step = _LOG_SIGMA_GRID[1] - _LOG_SIGMA_GRID[0]
+        sigma = sigmas[b] * np.exp(rng.uniform(-log_step / 2, log_step / 2, size=n_draws))
+        xi = xis[a]
+        if len(xis) > 1:
+            xi = xi + rng.uniform(-(xis[1] - xis[0]) / 2, (xis[1] - xis[0]) / 2, size=n_draws)
         # The tail's mass gets its own Jeffreys-Beta uncertainty, as if m * mass queries had been seen in the
         # tail: without it, a tail the counts barely see would get an interval of zero width.
-        pi = pis[idx].copy()
+        pi = pis[a, b].copy()
         m = scores.m
         zeta = rng.beta(m * pi[:, -1] + 0.5, m * (1 - pi[:, -1]) + 0.5)
         pi[:, :-1] *= ((1 - zeta) / np.maximum(1 - pi[:, -1], 1e-300))[:, None]
         pi[:, -1] = zeta
-        return self._model(u, body_logp, sigma, pi)
+        return self._model(u, body_logp, xi, sigma, pi)
