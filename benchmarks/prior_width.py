@@ -1,5 +1,5 @@
 """An estimator's settings against gumbel-ols at matched underestimation: gpd-bayes's prior width on the shape
-(prior_sd) or tail size (k) on exact scores, or binomial's prior on the tail scale on counts.
+(prior_sd) or tail size (k) on exact scores, or binomial's priors on the tail scale and shape on counts.
 
 For each setting given (a number is a prior_sd; otherwise ``key=value[,key=value]``, e.g. ``k=0.25`` or
 ``scale_sd=Infinity``; default 0.1 0.2 0.3): the worst-query forecasts at 100x and 1,000x on the pools of
@@ -13,6 +13,8 @@ covered; MAE is over the splits where every setting and gumbel-ols fitted.
     .venv/bin/python benchmarks/prior_width.py 0.2 k=0.1 k=0.25 > docs/tail-size.log
     .venv/bin/python benchmarks/prior_width.py scale_sd=Infinity scale_sd=0.7 --method binomial \
         --pools exponential-k100 exponential-k500 lognormal-k500 beta-k100 > docs/count-scale-prior.log
+    .venv/bin/python benchmarks/prior_width.py shape_sd=0 shape_sd=0.1 shape_sd=0.2 --method binomial \
+        --pools exponential-k100 exponential-k500 lognormal-k500 beta-k100 > docs/count-shape-prior.log
 """
 
 import argparse

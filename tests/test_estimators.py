@@ -11,8 +11,8 @@ from scipy.special import digamma
 
 import rarecast as rc
 from rarecast.forecasting.tail import make_estimator, methods
-from rarecast.forecasting.tail.gpd import gpd_profile, shape_test_pvalue
 from rarecast.forecasting.tail.binomial import BinomialPOT
+from rarecast.forecasting.tail.gpd import gpd_profile, shape_test_pvalue
 from rarecast.forecasting.tail.gpd_bayes import BayesianGPD, gpd_posterior
 from rarecast.forecasting.tail.lognormal import expected_max_normal
 from rarecast.scores import logp_from_psi, p_from_psi
@@ -213,10 +213,13 @@ def test_binomial_tail_likelihood_matches_an_independent_integration(xi):
     excess, grid_ll = BinomialPOT._tail_grid(s, k, u)
     ours = BinomialPOT._tail_ll(excess, grid_ll, sigma, np.array([xi]))[0]
     for s_i, ours_i in zip(s, ours):
+
         def integrand(x, s_i=s_i):
             p = float(p_from_psi(u + x))
-            return stats.binom.pmf(s_i, 100, p) / stats.binom.pmf(s_i, 100, s_i / 100 or 1e-3) * stats.genpareto.pdf(
-                x, xi, scale=sigma
+            return (
+                stats.binom.pmf(s_i, 100, p)
+                / stats.binom.pmf(s_i, 100, s_i / 100 or 1e-3)
+                * stats.genpareto.pdf(x, xi, scale=sigma)
             )
 
         upper = sigma / -xi if xi < 0 else 60.0

@@ -101,6 +101,24 @@ def test_thin_counts_are_not_pushed_to_heavy_tails():
     assert np.mean(np.abs(errs)) < 0.25, errs
 
 
+def test_count_intervals_cover_a_light_tail():
+    """Log-normal p is a light tail in psi: an exponential tail over-forecasts it far out, and its intervals
+    (shape_sd=0, the paper's tail) covered 52% and 30% of fresh deployment maxima here. With the shape prior
+    they cover 87.5% and 97.5% (measured, 40 repetitions: one standard error is 5 points). The widths keep a
+    [0, 1] interval from passing: the median is about 1 order at both n (measured)."""
+    fam = FAMILIES["lognormal-k500"]
+    n = np.array([1e5, 1e6])
+    hits, widths = [], []
+    for rep in range(40):
+        fit = rc.fit_tail(fam.sample(np.random.default_rng([41, rep]), 1000), n_draws=400, seed=rep)
+        lo, hi = fit.interval("worst_query_risk", n, level=0.9)
+        worst = _p_of_max(fam, n, np.random.default_rng([42, rep]).uniform(size=len(n)))
+        hits.append((lo <= worst) & (worst <= hi))
+        widths.append(np.log10(hi / lo))
+    assert np.all(np.mean(hits, axis=0) >= 0.8), np.mean(hits, axis=0)
+    assert np.all(np.median(widths, axis=0) < 1.5), np.median(widths, axis=0)
+
+
 def test_counts_warn_when_few_queries_have_successes():
     rng = np.random.default_rng(1)
     successes = np.zeros(400, dtype=int)

@@ -79,7 +79,7 @@ class BinomialPOT(TailEstimator):
         grid_size: int = 40,
         scale_median: float = 0.13,
         scale_sd: float = 0.7,
-        shape_sd: float = 0.0,
+        shape_sd: float = 0.1,
     ):
         self.k = check_k(k)
         self.grid_size = require_int("grid_size", grid_size, 8)
