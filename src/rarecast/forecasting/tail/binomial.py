@@ -60,7 +60,7 @@ class BinomialPOT(TailEstimator):
 
     The threshold u sits at the score of the (k+1)-th query ranked by (s + 1/2) / (trials + 1) when that query
     has at least 5 successes, so its p is resolved. Otherwise it sits no higher than p = 1 / trials: below it a
-    query's counts say little about its p, so the free body weights live there, and above it the exponential
+    query's counts say little about its p, so the free body weights live there, and above it the GPD
     tail must explain every count. (With the free body reaching into a range that the counts barely resolve,
     its weights can absorb the whole tail and the tail's scale is not identified.)
     """
