@@ -69,8 +69,8 @@ class BayesianGPD(PeaksOverThreshold):
     name = "gpd-bayes"
     interval_note = (
         "its 90% intervals covered 85% to 95% of realized deployment maxima on 9 of 13 exact pools of the "
-        "accuracy benchmark at 100x (docs/forecast-accuracy.md and its rare-injected run); they under-cover a "
-        "heavy tail (78%) and a pool with a rare injected mode (28%), and over-cover two pools slightly (96-97%)"
+        "accuracy benchmark at 100x (docs/forecast-accuracy.md); they under-cover a heavy tail (78%) and a pool "
+        "with a rare injected mode (30%), and over-cover two pools slightly (96-97%)"
     )
 
     def __init__(self, k: int | float | str = "auto", prior_sd: float = 0.2):
