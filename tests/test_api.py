@@ -47,6 +47,7 @@ def test_default_method_is_the_documented_one(logp):
         (np.log(np.linspace(0.01, 0.02, 50)), {"method": "binomial", "scale_sd": -1.0}, "scale_sd must be a positive"),
         (np.log(np.linspace(0.01, 0.02, 50)), {"method": "binomial", "scale_median": "x"}, "scale_median must be"),
         (np.log(np.linspace(0.01, 0.02, 50)), {"method": "binomial", "shape_sd": -0.1}, "shape_sd must be a non-neg"),
+        (np.log(np.linspace(0.01, 0.02, 50)), {"method": "binomial", "shape_sd": float("inf")}, "shape_sd must be fin"),
     ],
 )
 def test_bad_input_raises_forecast_error(data, kwargs, message):

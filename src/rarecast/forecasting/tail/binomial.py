@@ -86,6 +86,8 @@ class BinomialPOT(TailEstimator):
         self.scale_median = require_positive("scale_median", scale_median)
         self.scale_sd = require_positive("scale_sd", scale_sd)  # inf: the flat prior on log sigma
         self.shape_sd = require_positive("shape_sd", shape_sd, zero_ok=True)  # 0: the exponential tail
+        if not np.isfinite(self.shape_sd):  # the shape grid spans +-2.5 prior sds, so it needs a finite one
+            raise ForecastError(f"shape_sd must be finite, got {shape_sd!r}")
 
     @property
     def _xis(self) -> np.ndarray:
