@@ -210,8 +210,8 @@ def test_binomial_tail_likelihood_matches_an_independent_integration(xi):
     # counts: xi = 0.3 against 0 by 0.04 to 1.1, against -0.3 by 0.08 to 18).
     u, sigma = -1.5, 0.3  # p = 0.011 at the threshold
     s, k = np.array([0.0, 2.0, 9.0, 40.0]), np.full(4, 100.0)
-    excess, grid_ll = BinomialPOT._tail_grid(s, k, u)
-    ours = BinomialPOT._tail_ll(excess, grid_ll, sigma, np.array([xi]))[0]
+    excess, grid_lik, grid_shift = BinomialPOT._tail_grid(s, k, u)
+    ours = BinomialPOT._tail_ll(excess, grid_lik, grid_shift, sigma, np.array([xi]))[0]
     for s_i, ours_i in zip(s, ours):
 
         def integrand(x, s_i=s_i):
