@@ -87,6 +87,7 @@ class BinomialPOT(TailEstimator):
         self.shape_sd = require_positive("shape_sd", shape_sd, zero_ok=True)  # 0: the exponential tail
         if not np.isfinite(self.shape_sd):  # the shape grid spans +-2.5 prior sds, so it needs a finite one
             raise ForecastError(f"shape_sd must be finite, got {shape_sd!r}")
+        self._profiled: tuple[Scores, tuple] | None = None
 
     @property
     def _xis(self) -> np.ndarray:
@@ -184,6 +185,12 @@ class BinomialPOT(TailEstimator):
 
         ``logliks`` is (xis, sigmas) and ``weights`` (xis, sigmas, body cells + 1), the tail's mass last.
         """
+        # A fit calls fit_point and then draws on the same scores, and the profile is most of the cost of each.
+        if self._profiled is None or self._profiled[0] is not scores:
+            self._profiled = (scores, self._profile(scores))
+        return self._profiled[1]
+
+    def _profile(self, scores: Scores):
         s, n, k = self.check(scores)
         u, body_logp = self._design(s, n, k)
         pairs, count = np.unique(np.column_stack([s, n]), axis=0, return_counts=True)
