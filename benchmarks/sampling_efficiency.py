@@ -52,10 +52,11 @@ def forecast_error(s: np.ndarray, n: np.ndarray, n_deploy: float) -> float:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RarecastWarning)
         try:
-            fit = rc.fit_tail(rc.Scores.from_counts(s, n), n_draws=0)
+            # the count fit forecasts from its posterior draws (the predictive median of the maximum)
+            fit = rc.fit_tail(rc.Scores.from_counts(s, n), n_draws=200)
+            forecast = -np.log(float(fit.worst_query_risk(n_deploy)))
         except ForecastError:
             return float("nan")
-    forecast = -np.log(float(fit.worst_query_risk(n_deploy)))
     return abs(float(np.log10(forecast) - np.log10(-np.log(true_worst(n_deploy)))))
 
 
