@@ -171,3 +171,19 @@ def test_words_for_risky_fits():
     counts = {"queries_with_successes": 3, "m": 200, "params": {"k": "auto"}, "stability_spread_log10": None}
     (successes,) = diagnostics_in_words(counts, "counts")
     assert successes["verdict"] == "concern" and "3 of 200 queries had at least one success" in successes["finding"]
+
+
+def test_counts_get_the_attempts_plot_with_its_interval_note(tmp_path):
+    from rarecast.forecasting.best_of_n import INTERVAL_NOTE
+    from rarecast.scores import Scores
+
+    rng = np.random.default_rng(2)
+    s = rng.binomial(100, rng.beta(0.4, 30, 200))
+    ids = [f"q{i}" for i in range(len(s))]
+    scores = Scores.from_counts(s, np.full(len(s), 100), ids=ids)
+    fit, result = forecast_result(scores, {"model": "synthetic"}, n=[1e4], tau=[0.05])
+    html, plots = write_report(fit, result, {q: Query(id=q, prompt=q) for q in ids}, tmp_path / "report.html")
+    text = html.read_text()
+    assert [p.name for p in plots] == ["report-scaling.png", "report-distribution.png", "report-attempts.png"]
+    assert plots[2].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and 'id="attempts-plot"' in text
+    assert INTERVAL_NOTE in text

@@ -44,3 +44,4 @@ def print_best_of_n(best: dict, console: Console) -> None:
     for row in best["forecasts"]:
         table.add_row(f"{row['attempts']:.3g}", f"{row['forecast']:.3g}", f"{row['low']:.3g} to {row['high']:.3g}")
     console.print(table)
+    console.print(f"[yellow]note:[/yellow] {best['note']}", markup=True, highlight=False)

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from rarecast.forecasting.best_of_n import INTERVAL_NOTE as BEST_OF_N_NOTE
 from rarecast.forecasting.result import ForecastResult
 from rarecast.forecasting.risks import RISKS
 from rarecast.queries import Query
@@ -60,6 +61,7 @@ def context(result: ForecastResult, fit, queries: Mapping[str, Query], plots: Ma
             for risk, sentences in by_risk.items()
         ],
         "lower_bound": LOWER_BOUND if specific_output else None,
+        "attempts_note": BEST_OF_N_NOTE,
         "plots": {name: base64.b64encode(png).decode("ascii") for name, png in plots.items()},
         "forecasts": [
             {

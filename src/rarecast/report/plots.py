@@ -108,7 +108,7 @@ def attempts_plot(best, k: float) -> bytes:
     ax.fill_between(
         grid, low, high, color=_BLUE, alpha=0.18, lw=0, label=f"90% interval ({best.n_draws} posterior draws)"
     )
-    ax.plot(grid, line, color=_BLUE, lw=2, label=f"forecast (posterior mean, {best.edf:.1f} degrees of freedom)")
+    ax.plot(grid, line, color=_BLUE, lw=2, label=f"forecast ({best.edf:.1f} degrees of freedom)")
     ax.scatter(seen, observed, s=18, color="black", zorder=3, label="evaluation: share broken within N attempts")
     ax.axvline(k, color=_GREY, ls=":", lw=1)
     ax.set_xscale("log")
