@@ -148,6 +148,16 @@ def test_any_success_combines_both_axes_in_log_space(beta_fit):
     assert low <= beta_fit.any_success(10, N) <= high
 
 
+def test_a_pool_where_nearly_every_attempt_succeeds_is_fitted():
+    # p ~ Beta(20, 1): a fixed Newton start (a Beta near p = 0.02) stalled here in a basin with all mass at the
+    # grid's top; the start matched to the fractions' moments reaches the mode
+    rng = np.random.default_rng(11)
+    p = rng.beta(20, 1, 300)
+    fit = rc.fit_best_of_n(rng.binomial(50, p), 50)
+    assert fit.attack_success_rate(2) == pytest.approx(exact_asr(p, 2.0), abs=0.01)
+    assert fit.attack_success_rate(1e3) > 0.99
+
+
 def test_p_zero_mass_caps_the_budget():
     rng = np.random.default_rng(5)
     p = np.where(rng.random(800) < 0.5, 0.0, rng.beta(2, 30, 800))

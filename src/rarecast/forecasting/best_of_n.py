@@ -179,10 +179,24 @@ class _Model(NamedTuple):
     X: np.ndarray
     S: np.ndarray
     rank: int
-    start: np.ndarray  # Beta(0.5, 20): where the strongest penalty's Newton run starts
+    start: np.ndarray  # a Beta: where the strongest penalty's Newton run starts
 
 
-def _model(logit: np.ndarray, knots: np.ndarray) -> _Model:
+def _moment_beta(scores: Scores) -> tuple[float, float]:
+    """A Beta matched to the success fractions' mean and between-query variance (their variance less the
+    binomial noise, estimated without bias by the mean of f (1 - f) / (k - 1)): where Newton starts.
+
+    A fixed start (Beta(0.5, 20)) left pools where nearly every attempt succeeds in a degenerate basin, all
+    mass at the grid's top, where Newton stalled."""
+    assert scores.successes is not None and scores.trials is not None  # counts, checked by _counts
+    f = scores.successes / scores.trials
+    mean = float(np.clip(f.mean(), 1e-4, 1 - 1e-4))
+    between = float(f.var() - np.mean(f * (1 - f) / np.maximum(scores.trials - 1, 1)))
+    total = float(np.clip(mean * (1 - mean) / between - 1, 0.5, 1e4)) if between > 0 else 1e4
+    return mean * total, (1 - mean) * total
+
+
+def _model(logit: np.ndarray, knots: np.ndarray, start_beta: tuple[float, float] = (0.5, 20.0)) -> _Model:
     """The Beta-times-smooth-correction family on the grid ``logit`` with correction knots ``knots`` (equally
     spaced): columns logit p and log(1 - p) (the Beta), then the hat functions of the inner knots. The
     correction is held at 0 on the end knots and outside them, so past the knots the Beta's power laws rule."""
@@ -198,7 +212,8 @@ def _model(logit: np.ndarray, knots: np.ndarray) -> _Model:
     D2 = np.diff(np.eye(len(knots)), n=2, axis=0)[:, 1:-1]  # second differences of (0, theta, 0)
     S = np.zeros((X.shape[1], X.shape[1]))
     S[2:, 2:] = D2.T @ D2
-    start = np.append([0.5, 20.5], np.zeros(len(knots) - 2))  # 0.5 logit + 20.5 log(1 - p): Beta(0.5, 20)
+    a, b = start_beta  # Beta(a, b) of p is a logit + (a + b) log(1 - p) in logit p
+    start = np.append([a, a + b], np.zeros(len(knots) - 2))
     return _Model(X, S, int(np.linalg.matrix_rank(S)), start)
 
 
@@ -544,14 +559,15 @@ def fit_best_of_n(
             "likely it is; try more attempts per query or more queries"
         )
     logit = np.linspace(*GRID_LOGIT, GRID_SIZE)
-    model = _model(logit, _knots(scores))
+    model = _model(logit, _knots(scores), _moment_beta(scores))
     lik = _Likelihood(scores, logit)
     fits = _fit_smoothings(lik, model, SMOOTHINGS)
     if not all(f.converged for f in fits):
         raise ForecastError("the best-of-N fit did not converge; check the counts")
     log_w, weights, acceptance = _draw(fits, lik, model, int(n_draws), seed)
     eta = np.array([f.theta for f in fits]) @ model.X.T  # the modes, mixed by their weights
-    point = logsumexp(eta - logsumexp(eta, axis=1, keepdims=True) + np.log(weights)[:, None], axis=0)
+    with np.errstate(divide="ignore"):  # a weight that underflows to 0 drops out as log 0 = -inf
+        point = logsumexp(eta - logsumexp(eta, axis=1, keepdims=True) + np.log(weights)[:, None], axis=0)
     return BestOfNFit(
         scores,
         PDistribution(logit, point[None, :]),
