@@ -70,7 +70,7 @@ SMOOTHINGS = tuple(10.0 ** np.arange(-1.0, 5.5, 1.0))
 #: Printed beside every best-of-N interval: where benchmarks/best_of_n.py finds them off their 85% to 95% goal.
 INTERVAL_NOTE = (
     "best-of-N 90% intervals covered 85% to 95% of exact ASR@N at N = 1e3 and 1e4 on 2 of 7 families of the "
-    "best-of-N benchmark (docs/best-of-n.md); they covered 32% to 82% where the counts cannot show the shape "
+    "best-of-N benchmark (docs/best-of-n.md); they covered 30% to 82% where the counts cannot show the shape "
     "below p ~ 1/k (queries that never break, a mode of p below 1/k, two modes, a wide logit-normal), "
     "so treat them as rough there"
 )
