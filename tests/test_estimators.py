@@ -133,7 +133,11 @@ def test_params_name_every_constructor_argument_and_rebuild_the_estimator(name):
             {"k": 30, "grid_size": 60, "scale_sd": 1.5, "shape_sd": 0},
             {"k": 30, "grid_size": 60, "scale_median": 0.13, "scale_sd": 1.5, "shape_sd": 0.0},
         ),
-        ("gpd-bayes", {"k": 25, "prior_sd": 0.3}, {"k": 25, "prior_sd": 0.3}),
+        (
+            "gpd-bayes",
+            {"k": 25, "prior_sd": 0.3, "prior_mean": -0.15},
+            {"k": 25, "prior_sd": 0.3, "prior_mean": -0.15},
+        ),
         ("exponential", {"k": 0.1, "predictive": True}, {"k": 0.1, "predictive": True}),
         ("gpd", {"k": 40}, {"k": 40}),
         ("gumbel-ols", {"k": 20, "positions": "hazen"}, {"k": 20, "positions": "hazen"}),
@@ -146,11 +150,11 @@ def test_params_keep_settings_that_are_not_the_defaults(name, settings, expected
     assert make_estimator(name, **est.params()).params() == expected
 
 
-def _independent_gpd_posterior(excess: np.ndarray, prior_sd: float) -> dict[str, float]:
+def _independent_gpd_posterior(excess: np.ndarray, prior_mean: float, prior_sd: float) -> dict[str, float]:
     """Posterior means and sds of xi and log sigma by Simpson's rule on a dense grid, with scipy's density.
 
     scipy's genpareto shape c has our sign (c = xi > 0 is a heavy tail), unlike genextreme's. The prior is
-    N(0, prior_sd^2) on xi and flat on log sigma. With 301 points a side the moments agree with 801 points to
+    N(prior_mean, prior_sd^2) on xi and flat on log sigma. With 301 points a side the moments agree with 801 points to
     1e-6, and the box holds the posterior (asserted: its edges carry under 1e-9 of the peak density).
     """
     xi_axis = np.linspace(-1.2, 1.4, 301)
@@ -158,7 +162,7 @@ def _independent_gpd_posterior(excess: np.ndarray, prior_sd: float) -> dict[str,
     xi, ls = np.meshgrid(xi_axis, ls_axis, indexing="ij")
     log_post = stats.genpareto.logpdf(excess, xi[..., None], scale=np.exp(ls)[..., None]).sum(
         axis=-1
-    ) + stats.norm.logpdf(xi, 0.0, prior_sd)
+    ) + stats.norm.logpdf(xi, prior_mean, prior_sd)
     density = np.exp(log_post - log_post.max())
     assert max(density[[0, -1]].max(), density[:, [0, -1]].max()) < 1e-9
 
@@ -177,11 +181,13 @@ def _independent_gpd_posterior(excess: np.ndarray, prior_sd: float) -> dict[str,
     }
 
 
-def test_gpd_bayes_posterior_matches_an_independent_integration():
+# the default prior, and a pooled one centred off 0 (a sign error in the centre moves xi by 2 posterior sds)
+@pytest.mark.parametrize("prior_mean, prior_sd", [(0.0, 0.2), (-0.2, 0.1)])
+def test_gpd_bayes_posterior_matches_an_independent_integration(prior_mean, prior_sd):
     rng = np.random.default_rng(12)
     excess = stats.genpareto.rvs(0.15, scale=0.4, size=15, random_state=rng)
-    truth = _independent_gpd_posterior(excess, prior_sd=0.2)
-    xi, sigma, w, _ = gpd_posterior(excess, 0.2)
+    truth = _independent_gpd_posterior(excess, prior_mean, prior_sd)
+    xi, sigma, w, _ = gpd_posterior(excess, (prior_mean, prior_sd))
     xi_mean, ls_mean = np.sum(w * xi), np.sum(w * np.log(sigma))
     # The fine grid's cells are about a sixth of a posterior sd and the posterior is smooth and negligible at
     # the grid's edges, so the weighted sum is accurate far beyond the tolerance (measured: 6e-6 in each
@@ -196,7 +202,7 @@ def test_gpd_bayes_posterior_matches_an_independent_integration():
     # The estimator's draws come from that posterior: the excesses over the 16th largest of the scores.
     u = -1.0
     scores = rc.Scores.from_logp(_scores_with_top(np.r_[u + excess, u], 400, rng))
-    draws = BayesianGPD(k=15, prior_sd=0.2).draws(scores, 4000, np.random.default_rng(0))
+    draws = BayesianGPD(k=15, prior_sd=prior_sd, prior_mean=prior_mean).draws(scores, 4000, np.random.default_rng(0))
     for name, values in (("xi", draws.xi[:, 0]), ("log_sigma", np.log(draws.sigma[:, 0]))):
         # within-cell jitter is symmetric, so the means are unbiased; 4 Monte Carlo standard errors
         assert abs(values.mean() - truth[name]) < 4 * values.std() / np.sqrt(len(values)), name

@@ -13,6 +13,7 @@ from rarecast._moved import install_aliases
 from rarecast.errors import ForecastError, InputError, RarecastError
 from rarecast.forecasting.best_of_n import BestOfNFit, fit_best_of_n
 from rarecast.forecasting.fit import Fit, fit_tail
+from rarecast.forecasting.shape_pooling import ShapePrior, fit_tails, pooled_shape_prior
 from rarecast.provenance import rarecast_version
 from rarecast.scores import Scores
 
@@ -26,7 +27,10 @@ __all__ = [
     "InputError",
     "RarecastError",
     "Scores",
+    "ShapePrior",
     "fit_best_of_n",
     "fit_tail",
+    "fit_tails",
+    "pooled_shape_prior",
     "__version__",
 ]

@@ -29,7 +29,8 @@ MIN_DRAWS = 20
 Shaped: TypeAlias = Any
 
 
-def _as_scores(data: Scores | ArrayLike) -> Scores:
+def as_scores(data: Scores | ArrayLike) -> Scores:
+    """Scores as given, or exact scores from natural-log probabilities."""
     if isinstance(data, Scores):
         return data
     return Scores.from_logp(data)
@@ -202,7 +203,7 @@ def fit_tail(
     >>> fit.worst_query_risk([1e4, 1e6]).shape
     (2,)
     """
-    scores = _as_scores(data)
+    scores = as_scores(data)
     if method is None:
         method = DEFAULT_EXACT if scores.kind == "exact" else DEFAULT_COUNTS
     estimator = make_estimator(method, **params)
