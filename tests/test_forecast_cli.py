@@ -127,3 +127,32 @@ def test_a_bad_quantile_fails_with_one_line_before_reading_the_file(tmp_path, ba
     assert out.returncode == 2
     assert out.stderr.startswith("rarecast: error: --quantile must lie strictly between 0 and 1")
     assert out.stderr.count("\n") == 1, out.stderr
+
+
+def test_related_behaviors_pool_the_shape_prior(tmp_path):
+    import rarecast as rc
+
+    rng = np.random.default_rng(5)
+    tables = [FAMILIES["bounded"].sample(rng, 300).logp for _ in range(3)]
+    paths = [write_jsonl(tmp_path / f"b{i}.jsonl", [{"logp": float(v)} for v in t]) for i, t in enumerate(tables)]
+    out = run_cli("forecast", paths[0], "--related", paths[1], "--related", paths[2], "--json", "--n", "1e5")
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(out.stdout)
+    prior = rc.pooled_shape_prior(tables[1:])
+    assert doc["params"]["prior_mean"] == pytest.approx(prior.mean, rel=1e-12)
+    assert doc["params"]["prior_sd"] == pytest.approx(prior.sd, rel=1e-12)
+    assert doc["provenance"]["shape_prior_from"] == [str(p) for p in paths[1:]]
+    fit = rc.fit_tail(tables[0], **prior.params())
+    worst = next(r for r in doc["forecasts"] if r["risk"] == "worst_query_risk")
+    assert worst["forecast"] == pytest.approx(float(fit.worst_query_risk(1e5)), rel=1e-12)
+
+
+def test_related_behaviors_refuse_counts_and_name_an_unfittable_file(tmp_path, logp):
+    main = write_jsonl(tmp_path / "main.jsonl", [{"logp": float(v)} for v in logp])
+    tiny = write_jsonl(tmp_path / "tiny.jsonl", [{"logp": float(v)} for v in logp[:5]])
+    out = run_cli("forecast", main, "--related", tiny)
+    assert out.returncode == 2 and out.stdout == ""
+    assert f"{tiny}: --related:" in out.stderr and len(out.stderr.strip().splitlines()) == 1
+    counts = write_jsonl(tmp_path / "counts.jsonl", [{"successes": 1, "trials": 10}] * 50)
+    out = run_cli("forecast", counts, "--related", main)
+    assert out.returncode == 2 and "exact scores" in out.stderr

@@ -9,9 +9,10 @@ import typer
 from rich.console import Console
 
 from rarecast.cli.app import app
-from rarecast.errors import InputError
+from rarecast.errors import ForecastError, InputError
 from rarecast.forecasting.best_of_n import best_of_n_result, fit_best_of_n
 from rarecast.forecasting.fit import DEFAULT_N, DEFAULT_TAU, check_quantile, forecast_result
+from rarecast.forecasting.shape_pooling import pooled_shape_prior
 from rarecast.forecasting.tail import methods
 from rarecast.report.console import print_forecast
 from rarecast.store.score_files import read_scores
@@ -21,6 +22,21 @@ def _k(value: str | None):
     if value is None or value == "auto":
         return {}
     return {"k": float(value) if "." in value else int(value)}
+
+
+def _related_prior(paths: list[str], method: str | None, kind: str, k: dict) -> dict:
+    """gpd-bayes's shape prior pooled from related behaviors' score tables, as estimator settings."""
+    if method not in (None, "gpd-bayes") or kind != "exact":
+        raise InputError("--related pools the shape prior of gpd-bayes, which needs exact scores and method gpd-bayes")
+    tables = []
+    for path in paths:
+        scores, _ = read_scores(path)
+        try:
+            pooled_shape_prior([scores], **k)  # to name the file whose tail cannot be fitted
+        except ForecastError as exc:
+            raise InputError(f"--related: {exc}", file=path) from None
+        tables.append(scores)
+    return pooled_shape_prior(tables, **k).params()
 
 
 @app.command()
@@ -41,6 +57,12 @@ def forecast(
     model: str | None = typer.Option(None, "--model", help="with a store: which model's scores"),
     behavior: str | None = typer.Option(None, "--behavior", help="with a store: which behavior's scores"),
     as_json: bool = typer.Option(False, "--json", help="print one JSON document instead of a table"),
+    related: list[str] = typer.Option(
+        [],
+        "--related",
+        help="score table of a related behavior of the same model (repeatable; exact scores): gpd-bayes's prior "
+        "on the tail's shape is pooled from their tails instead of N(0, 0.2^2) (see docs/choices.md)",
+    ),
     attempts: list[float] = typer.Option(
         [],
         "--attempts",
@@ -57,6 +79,10 @@ def forecast(
             "--attempts needs sampled counts (successes and trials per query); this file holds exact log-probabilities",
             file=str(scores),
         )
+    settings = _k(k)
+    if related:
+        settings |= _related_prior(related, method, data.kind, _k(k))
+        provenance = {**provenance, "shape_prior_from": related}
     _, result = forecast_result(
         data,
         provenance,
@@ -65,7 +91,7 @@ def forecast(
         method=method,
         level=level,
         quantile=quantile,
-        **_k(k),
+        **settings,
     )
     result.source = str(scores)
     if attempts:
