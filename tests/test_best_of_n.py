@@ -17,6 +17,7 @@ from rarecast.forecasting.best_of_n import (
     _fit_smoothings,
     _knots,
     _Likelihood,
+    _log_posterior,
     _model,
     _newton,
     _objective,
@@ -72,6 +73,22 @@ def test_the_objective_gradient_and_hessian_are_exact_and_newton_finds_the_mode(
     assert converged and at_mode < _objective(model.start, lik, model.X, P, hessian=False)
     assert np.linalg.norm(_objective(mode, lik, model.X, P)[1]) < 1e-3
     assert np.allclose(chol @ chol.T, _objective(mode, lik, model.X, P)[2])
+
+
+def test_the_samplers_batched_density_equals_newtons_objective():
+    # the sampler's scaled matrix products and Newton's log-space sums evaluate one penalized likelihood; on
+    # chains with different penalties and parameters, its value and gradient must be the objective's, negated
+    rng = np.random.default_rng(4)
+    scores = rc.Scores.from_counts(rng.binomial(100, rng.beta(0.3, 20, 300)), np.full(300, 100))
+    logit = np.linspace(*GRID_LOGIT, GRID_SIZE)
+    lik, model = _Likelihood(scores, logit), _model(logit, _knots(scores))
+    theta = model.start + 0.3 * rng.normal(size=(5, len(model.start)))
+    penalties = np.stack([lam * model.S for lam in (0.1, 1.0, 10.0, 100.0, 1e4)])
+    value, grad = _log_posterior(theta, lik, model.X, penalties)
+    for c in range(len(theta)):
+        ref_value, ref_grad, _ = _objective(theta[c], lik, model.X, penalties[c])
+        assert value[c] == pytest.approx(-ref_value, rel=1e-10)
+        assert np.allclose(grad[c], -ref_grad, rtol=1e-8, atol=1e-8 * np.abs(ref_grad).max())
 
 
 def test_the_sampler_matches_an_independent_metropolis_chain_on_a_small_case():

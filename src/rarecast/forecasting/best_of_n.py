@@ -338,7 +338,13 @@ def _log_posterior(theta: np.ndarray, lik: _Likelihood, X: np.ndarray, P: np.nda
     """Log posterior (up to a constant) and its gradient at each row of ``theta`` (C, P); ``P`` (C, P, P) holds
     each row's penalty. The mixture likelihoods and the posterior over the grid are matrix products of
     likelihoods and masses each scaled by its largest entry: a term 1e-308 below its row's largest drops out,
-    and a row that loses every term gets -inf (a rejected move), never a wrong finite value."""
+    and a row that loses every term gets -inf (a rejected move), never a wrong finite value.
+
+    This is :func:`_objective` negated, batched and without the Hessian. The sampler calls it about 650 times
+    a fit, and the scaled products are about 20 times faster than log-space sums (2 ms against 41 ms for 40
+    chains on 500 queries, 2-core Xeon). Newton keeps the log-space form because it starts far from the mode,
+    where a -inf would stop it rather than reject a move.
+    tests/test_best_of_n.py checks that the two agree."""
     eta = theta @ X.T
     log_w = eta - logsumexp(eta, axis=1, keepdims=True)  # (C, G)
     top_w = log_w.max(axis=1, keepdims=True)
