@@ -95,6 +95,14 @@ class BayesianGPD(PeaksOverThreshold):
         super().__init__(k)
         self.prior_sd = require_positive("prior_sd", prior_sd)
         self.prior_mean = require_shape("prior_mean", prior_mean)
+        if (self.prior_mean, self.prior_sd) != (0.0, 0.2):
+            self.interval_note = (
+                f"with the shape prior N({self.prior_mean:.3g}, {self.prior_sd:.3g}^2) instead of the default "
+                "N(0, 0.2^2), as rc.fit_tails or --related pool it, its 90% intervals covered 85% to 95% of "
+                "realized deployment maxima on 11 of 20 behaviors (docs/shape-pooling.md); they under-cover heavy "
+                "tails (73% to 84%) and a pool with a rare injected mode (23%), and over-cover "
+                "six behaviors slightly (96% to 99%)"
+            )
 
     def point_rule(self, risk: str) -> str:
         return "predictive"
