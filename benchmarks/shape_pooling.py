@@ -36,7 +36,7 @@ import forecast_accuracy as fa  # noqa: E402
 import prior_width as pw  # noqa: E402
 
 import rarecast as rc  # noqa: E402
-from rarecast.forecasting.shape_pooling import ShapePrior, shape_log_likelihood  # noqa: E402
+from rarecast.forecasting.shape_pooling import SHAPE_GRID, ShapePrior, shape_log_likelihood  # noqa: E402
 
 GROUPS = {
     "qwen": ["rare-misuse", "rare-secret", "rare-action"],
@@ -58,9 +58,8 @@ def shape_oracle(pool: str, logp_pool: np.ndarray | None) -> ShapePrior:
         return ShapePrior(EXACT_SHAPE[pool], 0.01)
     loglik = shape_log_likelihood(logp_pool)
     w = np.exp(loglik - loglik.max())
-    xi = np.linspace(-0.6, 1.0, len(w))
-    mean = float(np.sum(w * xi) / w.sum())
-    return ShapePrior(mean, max(float(np.sqrt(np.sum(w * (xi - mean) ** 2) / w.sum())), 0.01))
+    mean = float(np.sum(w * SHAPE_GRID) / w.sum())
+    return ShapePrior(mean, max(float(np.sqrt(np.sum(w * (SHAPE_GRID - mean) ** 2) / w.sum())), 0.01))
 
 
 def members(group: str) -> list[tuple[str, str, int]]:

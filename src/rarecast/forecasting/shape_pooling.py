@@ -31,7 +31,8 @@ from rarecast.forecasting.fit import Fit, as_scores, fit_tail
 from rarecast.forecasting.tail.gpd_bayes import BayesianGPD, gpd_log_likelihood
 from rarecast.scores import Scores
 
-_SHAPES = np.linspace(-0.6, 1.0, 161)  # the span of gpd-bayes's posterior grid
+#: the shapes at which :func:`shape_log_likelihood` evaluates (the span of gpd-bayes's posterior grid)
+SHAPE_GRID = np.linspace(-0.6, 1.0, 161)
 _LOG_SCALES = np.linspace(-4.0, 3.0, 141)  # offsets from the log of the mean excess
 _MU = np.linspace(-0.8, 1.0, 73)
 _MU_SD = 0.15
@@ -52,11 +53,11 @@ class ShapePrior:
 
 
 def shape_log_likelihood(scores: Scores | ArrayLike, k: int | float | str = "auto") -> np.ndarray:
-    """Log likelihood of each shape in ``_SHAPES`` given the k largest scores' excesses, with the scale
+    """Log likelihood of each shape in :data:`SHAPE_GRID` given the k largest scores' excesses, with the scale
     integrated out under gpd-bayes's flat prior on log sigma."""
     estimator = BayesianGPD(k)
     _, _, excess, _, _ = estimator.split(estimator.check(as_scores(scores))[None, :])
-    xi, log_sigma = np.meshgrid(_SHAPES, np.log(excess.mean()) + _LOG_SCALES, indexing="ij")
+    xi, log_sigma = np.meshgrid(SHAPE_GRID, np.log(excess.mean()) + _LOG_SCALES, indexing="ij")
     loglik = gpd_log_likelihood(excess[0], xi.ravel(), log_sigma.ravel()).reshape(xi.shape)
     return logsumexp(loglik, axis=1) + np.log(_LOG_SCALES[1] - _LOG_SCALES[0])
 
@@ -64,7 +65,7 @@ def shape_log_likelihood(scores: Scores | ArrayLike, k: int | float | str = "aut
 def _predictive(likelihoods: Sequence[np.ndarray]) -> ShapePrior:
     """A new behavior's shape prior given other behaviors' shape likelihoods, as a matched normal."""
     # log N(xi; mu, s) on the shape grid, axes (mu, s, xi)
-    log_normal = norm.logpdf(_SHAPES, _MU[:, None, None], _S[None, :, None]) + np.log(_SHAPES[1] - _SHAPES[0])
+    log_normal = norm.logpdf(SHAPE_GRID, _MU[:, None, None], _S[None, :, None]) + np.log(SHAPE_GRID[1] - SHAPE_GRID[0])
     log_w = np.broadcast_to(norm.logpdf(_MU, 0.0, _MU_SD)[:, None], (len(_MU), len(_S))).copy()
     for loglik in likelihoods:
         log_w += logsumexp(log_normal + loglik, axis=2)
