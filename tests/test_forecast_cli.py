@@ -159,3 +159,29 @@ def test_related_behaviors_refuse_counts_and_name_an_unfittable_file(tmp_path, l
     counts = write_jsonl(tmp_path / "counts.jsonl", [{"successes": 1, "trials": 10}] * 50)
     out = run_cli("forecast", counts, "--related", main)
     assert out.returncode == 2 and "exact scores" in out.stderr
+
+
+def test_related_behaviors_can_be_named_in_the_same_store(tmp_path):
+    import rarecast as rc
+    from rarecast.elicitation.behaviors import Outcome, SpecificOutput, run_key
+    from rarecast.store import Store
+
+    class Described:  # provenance fields of a backend: the store reads only these
+        model_id, revision = "hf:test-model", "rev-1"
+
+        def describe(self):
+            return {"backend": "hf"}
+
+    rng = np.random.default_rng(6)
+    tables = {name: FAMILIES["bounded"].sample(rng, 200).logp for name in ("one", "two", "three")}
+    db = tmp_path / "run.db"
+    with Store(db) as store:
+        for name, logp in tables.items():
+            key = run_key(Described(), SpecificOutput([f"target {name}"], name=name))
+            store.write(key, [(f"q{i}", Outcome(logp=float(v))) for i, v in enumerate(logp)])
+    out = run_cli("forecast", db, "--behavior", "one", "--related", "two", "--related", "three", "--json")
+    assert out.returncode == 0, out.stderr
+    prior = rc.pooled_shape_prior([tables["two"], tables["three"]])
+    assert json.loads(out.stdout)["params"]["prior_mean"] == pytest.approx(prior.mean, rel=1e-12)
+    out = run_cli("forecast", db, "--behavior", "one", "--related", "absent")
+    assert out.returncode == 2 and str(db) in out.stderr and "absent" in out.stderr

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 import typer
 from rich.console import Console
@@ -24,17 +25,17 @@ def _k(value: str | None):
     return {"k": float(value) if "." in value else int(value)}
 
 
-def _related_prior(paths: list[str], method: str | None, kind: str, k: dict) -> dict:
-    """gpd-bayes's shape prior pooled from related behaviors' score tables, as estimator settings."""
-    if method not in (None, "gpd-bayes") or kind != "exact":
-        raise InputError("--related pools the shape prior of gpd-bayes, which needs exact scores and method gpd-bayes")
+def _related_prior(related: list[str], source: str, model: str | None, k: dict) -> dict:
+    """gpd-bayes's shape prior pooled from related behaviors, as estimator settings. Each is a score table or,
+    when ``source`` is a .db store, a behavior in that store (a value that is not a file)."""
     tables = []
-    for path in paths:
-        scores, _ = read_scores(path)
+    for value in related:
+        in_store = Path(source).suffix.lower() == ".db" and not Path(value).is_file()
+        scores, _ = read_scores(source, model=model, behavior=value) if in_store else read_scores(value)
         try:
-            pooled_shape_prior([scores], **k)  # to name the file whose tail cannot be fitted
+            pooled_shape_prior([scores], **k)  # to name the table whose tail cannot be fitted
         except ForecastError as exc:
-            raise InputError(f"--related: {exc}", file=path) from None
+            raise InputError(f"--related: {exc}", file=f"{source}, behavior {value}" if in_store else value) from None
         tables.append(scores)
     return pooled_shape_prior(tables, **k).params()
 
@@ -60,8 +61,9 @@ def forecast(
     related: list[str] = typer.Option(
         [],
         "--related",
-        help="score table of a related behavior of the same model (repeatable; exact scores): gpd-bayes's prior "
-        "on the tail's shape is pooled from their tails instead of N(0, 0.2^2) (see docs/choices.md)",
+        help="score table of a related behavior of the same model, or with a .db store a behavior in it "
+        "(repeatable; exact scores): gpd-bayes's prior on the tail's shape is pooled from their tails instead of "
+        "N(0, 0.2^2) (see docs/choices.md)",
     ),
     attempts: list[float] = typer.Option(
         [],
@@ -81,7 +83,9 @@ def forecast(
         )
     settings = _k(k)
     if related:
-        settings |= _related_prior(related, method, data.kind, _k(k))
+        if method not in (None, "gpd-bayes") or data.kind != "exact":
+            raise InputError("--related pools gpd-bayes's shape prior, which needs exact scores and method gpd-bayes")
+        settings |= _related_prior(related, scores, model, _k(k))
         provenance = {**provenance, "shape_prior_from": related}
     _, result = forecast_result(
         data,
