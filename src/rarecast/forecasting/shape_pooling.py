@@ -1,8 +1,8 @@
 """Pool the tail's shape across related behaviors: a hierarchical prior on gpd-bayes's shape xi.
 
 Ten or thirty top scores say little about a tail's shape, yet the shape decides a forecast 100x out: an
-estimator told the true shape has a third to a half less error (docs/choices.md, "Pooling the shape").
-Behaviors elicited from one model often share much of it. The model: each behavior's shape is
+estimator told the true shape has a quarter to a half less error (docs/choices.md, "Pooling the shape across
+behaviors"). Behaviors elicited from one model often share much of it. The model: each behavior's shape is
 xi_b ~ N(mu, s^2), with mu ~ N(0, 0.15^2) and s log-uniform on [0.025, 0.3]. With no related behavior a
 shape's prior spread is then about 0.2, gpd-bayes's default. A behavior's prior is its shape's predictive
 distribution given the *other* behaviors' tails, so that its own scores count once, matched to a normal by
