@@ -211,7 +211,9 @@ def cell_metrics(rows: list[dict], method: str, risk: str, j: int, common: np.nd
     high = np.array([g[risk][2][j] if risk in g else np.nan for g in got])
     err = _err(point, truth)
     covered = ok & (np.maximum(low, FLOOR) <= truth) & (truth <= high)
-    width = np.log10(np.maximum(high[ok], FLOOR)) - np.log10(np.maximum(low[ok], FLOOR))
+    # an interval whose lower end is 0 (draws of a bounded tail ending below tau) has no width in orders
+    positive = ok & (np.nan_to_num(low) > 0)
+    width = np.log10(high[positive]) - np.log10(low[positive])
     return {
         "splits": len(rows),
         "refused": float(np.mean(~ok)),
@@ -220,6 +222,7 @@ def cell_metrics(rows: list[dict], method: str, risk: str, j: int, common: np.nd
         "underestimation": float(np.mean(~ok | (np.nan_to_num(err, nan=-99) < 0))),
         "coverage": float(np.mean(covered)) if (~np.isnan(low[ok])).any() else None,
         "median_width_log10": float(np.median(width)) if width.size else None,
+        "lower_end_zero": float(np.mean(low[ok] <= 0)) if ok.any() and not np.isnan(low[ok]).all() else None,
     }
 
 
@@ -257,7 +260,15 @@ def pooled(table: list[dict], risk: str, multiple: int) -> dict[tuple[str, str],
     for r in table:
         if r["risk"] == risk and r["multiple"] == multiple:
             acc.setdefault((r["pool"], r["method"]), []).append(r)
-    keys = ["mae_log10", "within_1oom", "underestimation", "coverage", "median_width_log10", "refused"]
+    keys = [
+        "mae_log10",
+        "within_1oom",
+        "underestimation",
+        "coverage",
+        "median_width_log10",
+        "lower_end_zero",
+        "refused",
+    ]
     out = {}
     for k, rs in acc.items():
         out[k] = {
@@ -333,7 +344,9 @@ def markdown(table: list[dict], meta: dict, goal: dict) -> str:
         f"{meta['draws']} draws per fit. Errors are log10(forecast / truth), averaged over m. Truth is the "
         "realized maximum of the deployment draw for worst-query risk (see the script's docstring for the "
         "other two). A refused fit counts as an underestimate, outside one order and not covered; MAE is "
-        "over the splits where every estimator fitted. `default` is gpd-bayes (binomial on count "
+        "over the splits where every estimator fitted. The median width is over the intervals whose lower end "
+        "is above 0; `lower end 0` is the share whose lower end is 0 (a bounded tail in most draws). "
+        "`default` is gpd-bayes (binomial on count "
         "families); `oracle` is the true median of the deployment maximum (the floor on MAE). Real pools' "
         "n is capped by the pool: the column n gives the median n used.\n",
     ]
@@ -345,15 +358,16 @@ def markdown(table: list[dict], meta: dict, goal: dict) -> str:
             lines.append(f"\n## {risk}, n = {mult} m\n")
             lines.append(
                 "| pool | method | MAE log10 | within 1 OOM | underestimates | 90% coverage | "
-                "median width (orders) | refused |"
+                "median width (orders) | lower end 0 | refused |"
             )
-            lines.append("|---|---|---|---|---|---|---|---|")
+            lines.append("|---|---|---|---|---|---|---|---|---|")
             fmt = lambda v, f: "n/a" if v is None else format(v, f)  # noqa: E731
             for (pool, meth), v in p.items():
                 lines.append(
                     f"| {pool} | {meth} | {fmt(v['mae_log10'], '.2f')} | {fmt(v['within_1oom'], '.0%')} | "
                     f"{fmt(v['underestimation'], '.0%')} | {fmt(v['coverage'], '.0%')} | "
-                    f"{fmt(v['median_width_log10'], '.1f')} | {fmt(v['refused'], '.0%')} |"
+                    f"{fmt(v['median_width_log10'], '.1f')} | {fmt(v['lower_end_zero'], '.0%')} | "
+                    f"{fmt(v['refused'], '.0%')} |"
                 )
     return "\n".join(lines) + "\n"
 
