@@ -156,6 +156,8 @@ def test_related_behaviors_refuse_counts_and_name_an_unfittable_file(tmp_path, l
     out = run_cli("forecast", main, "--related", tiny)
     assert out.returncode == 2 and out.stdout == ""
     assert f"{tiny}: --related:" in out.stderr and len(out.stderr.strip().splitlines()) == 1
+    out = run_cli("forecast", main, "--related", main)
+    assert out.returncode == 2 and "names the scores being forecast" in out.stderr
     counts = write_jsonl(tmp_path / "counts.jsonl", [{"successes": 1, "trials": 10}] * 50)
     out = run_cli("forecast", counts, "--related", main)
     assert out.returncode == 2 and "exact scores" in out.stderr
@@ -185,3 +187,5 @@ def test_related_behaviors_can_be_named_in_the_same_store(tmp_path):
     assert json.loads(out.stdout)["params"]["prior_mean"] == pytest.approx(prior.mean, rel=1e-12)
     out = run_cli("forecast", db, "--behavior", "one", "--related", "absent")
     assert out.returncode == 2 and str(db) in out.stderr and "absent" in out.stderr
+    out = run_cli("forecast", db, "--behavior", "one", "--related", "one")
+    assert out.returncode == 2 and "names the scores being forecast" in out.stderr

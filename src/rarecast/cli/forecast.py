@@ -25,12 +25,15 @@ def _k(value: str | None):
     return {"k": float(value) if "." in value else int(value)}
 
 
-def _related_prior(related: list[str], source: str, model: str | None, k: dict) -> dict:
+def _related_prior(related: list[str], source: str, behavior: str | None, model: str | None, k: dict) -> dict:
     """gpd-bayes's shape prior pooled from related behaviors, as estimator settings. Each is a score table or,
     when ``source`` is a .db store, a behavior in that store (a value that is not a file)."""
     tables = []
     for value in related:
         in_store = Path(source).suffix.lower() == ".db" and not Path(value).is_file()
+        if (value == behavior) if in_store else Path(value).resolve() == Path(source).resolve():
+            # its own scores would then count twice: once in the prior and once in the fit
+            raise InputError("--related names the scores being forecast; give other behaviors", file=value)
         scores, _ = read_scores(source, model=model, behavior=value) if in_store else read_scores(value)
         try:
             pooled_shape_prior([scores], **k)  # to name the table whose tail cannot be fitted
@@ -85,7 +88,7 @@ def forecast(
     if related:
         if method not in (None, "gpd-bayes") or data.kind != "exact":
             raise InputError("--related pools gpd-bayes's shape prior, which needs exact scores and method gpd-bayes")
-        settings |= _related_prior(related, scores, model, _k(k))
+        settings |= _related_prior(related, scores, behavior, model, _k(k))
         provenance = {**provenance, "shape_prior_from": related}
     _, result = forecast_result(
         data,
