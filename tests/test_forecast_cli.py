@@ -189,3 +189,15 @@ def test_related_behaviors_can_be_named_in_the_same_store(tmp_path):
     assert out.returncode == 2 and str(db) in out.stderr and "absent" in out.stderr
     out = run_cli("forecast", db, "--behavior", "one", "--related", "one")
     assert out.returncode == 2 and "names the scores being forecast" in out.stderr
+
+
+def test_the_report_takes_related_behaviors_too(tmp_path):
+    rng = np.random.default_rng(8)
+    tables = [FAMILIES["bounded"].sample(rng, 300).logp for _ in range(2)]
+    paths = [write_jsonl(tmp_path / f"b{i}.jsonl", [{"logp": float(v)} for v in t]) for i, t in enumerate(tables)]
+    out = run_cli("report", paths[0], "--related", paths[1], "-o", tmp_path / "report.html")
+    assert out.returncode == 0, out.stderr
+    text = (tmp_path / "report.html").read_text()
+    assert "docs/shape-pooling.md" in text and "prior_mean" in text  # the pooled prior's note and settings
+    plain = run_cli("report", paths[0], "-o", tmp_path / "plain.html")
+    assert plain.returncode == 0 and "docs/shape-pooling.md" not in (tmp_path / "plain.html").read_text()

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 
 import typer
 from rich.console import Console
 
 from rarecast.cli.app import app
-from rarecast.errors import ForecastError, InputError
+from rarecast.cli.related import HELP as RELATED_HELP
+from rarecast.cli.related import related_settings
+from rarecast.errors import InputError
 from rarecast.forecasting.best_of_n import best_of_n_result, fit_best_of_n
 from rarecast.forecasting.fit import DEFAULT_N, DEFAULT_TAU, check_quantile, forecast_result
-from rarecast.forecasting.shape_pooling import pooled_shape_prior
 from rarecast.forecasting.tail import methods
 from rarecast.report.console import print_forecast
 from rarecast.store.score_files import read_scores
@@ -23,24 +23,6 @@ def _k(value: str | None):
     if value is None or value == "auto":
         return {}
     return {"k": float(value) if "." in value else int(value)}
-
-
-def _related_prior(related: list[str], source: str, behavior: str | None, model: str | None, k: dict) -> dict:
-    """gpd-bayes's shape prior pooled from related behaviors, as estimator settings. Each is a score table or,
-    when ``source`` is a .db store, a behavior in that store (a value that is not a file)."""
-    tables = []
-    for value in related:
-        in_store = Path(source).suffix.lower() == ".db" and not Path(value).is_file()
-        if (value == behavior) if in_store else Path(value).resolve() == Path(source).resolve():
-            # its own scores would then count twice: once in the prior and once in the fit
-            raise InputError("--related names the scores being forecast; give other behaviors", file=value)
-        scores, _ = read_scores(source, model=model, behavior=value) if in_store else read_scores(value)
-        try:
-            pooled_shape_prior([scores], **k)  # to name the table whose tail cannot be fitted
-        except ForecastError as exc:
-            raise InputError(f"--related: {exc}", file=f"{source}, behavior {value}" if in_store else value) from None
-        tables.append(scores)
-    return pooled_shape_prior(tables, **k).params()
 
 
 @app.command()
@@ -61,13 +43,7 @@ def forecast(
     model: str | None = typer.Option(None, "--model", help="with a store: which model's scores"),
     behavior: str | None = typer.Option(None, "--behavior", help="with a store: which behavior's scores"),
     as_json: bool = typer.Option(False, "--json", help="print one JSON document instead of a table"),
-    related: list[str] = typer.Option(
-        [],
-        "--related",
-        help="score table of a related behavior of the same model, or with a .db store a behavior in it "
-        "(repeatable; exact scores): gpd-bayes's prior on the tail's shape is pooled from their tails instead of "
-        "N(0, 0.2^2) (see docs/choices.md)",
-    ),
+    related: list[str] = typer.Option([], "--related", help=RELATED_HELP),
     attempts: list[float] = typer.Option(
         [],
         "--attempts",
@@ -84,21 +60,19 @@ def forecast(
             "--attempts needs sampled counts (successes and trials per query); this file holds exact log-probabilities",
             file=str(scores),
         )
-    settings = _k(k)
-    if related:
-        if method not in (None, "gpd-bayes") or data.kind != "exact":
-            raise InputError("--related pools gpd-bayes's shape prior, which needs exact scores and method gpd-bayes")
-        settings |= _related_prior(related, scores, behavior, model, _k(k))
-        provenance = {**provenance, "shape_prior_from": related}
+    pooled, pooled_from = related_settings(
+        related, scores, data, method=method, behavior=behavior, model=model, k=_k(k)
+    )
     _, result = forecast_result(
         data,
-        provenance,
+        {**provenance, **pooled_from},
         n=n or DEFAULT_N,
         tau=tau or DEFAULT_TAU,
         method=method,
         level=level,
         quantile=quantile,
-        **settings,
+        **_k(k),
+        **pooled,
     )
     result.source = str(scores)
     if attempts:

@@ -8,6 +8,7 @@ import typer
 from rich.console import Console
 
 from rarecast.cli.app import app
+from rarecast.cli.related import HELP as RELATED_HELP  # forecast.py loads the library for --help already
 
 
 @app.command("report")
@@ -21,8 +22,10 @@ def report_command(
     queries: Path | None = typer.Option(None, "--queries", help="Query file with the texts to show."),
     model: str | None = typer.Option(None, "--model", help="With a store: which model's scores."),
     behavior: str | None = typer.Option(None, "--behavior", help="With a store: which behavior's scores."),
+    related: list[str] = typer.Option([], "--related", help=RELATED_HELP),
 ) -> None:
     """Fit, forecast and write a self-contained HTML report (the forecast table is printed too)."""
+    from rarecast.cli.related import related_settings
     from rarecast.forecasting.fit import DEFAULT_N, DEFAULT_TAU, forecast_result
     from rarecast.queries import load_queries
     from rarecast.report import write_report
@@ -34,13 +37,17 @@ def report_command(
     texts = load_query_texts(scores) if scores.suffix.lower() == ".db" else {}
     if queries is not None:
         texts.update({q.id: q for q in load_queries(queries)})
+    pooled, pooled_from = related_settings(
+        related, str(scores), data, method=method, behavior=behavior, model=model, k={}
+    )
     fit, result = forecast_result(
         data,
-        {**provenance, "source": str(scores)},
+        {**provenance, "source": str(scores), **pooled_from},
         n=n or DEFAULT_N,
         tau=tau or DEFAULT_TAU,
         method=method,
         level=level,
+        **pooled,
     )
     html, plots = write_report(fit, result, texts, out)
     console = Console()
