@@ -28,11 +28,11 @@ from scipy.stats import norm
 
 from rarecast.errors import ForecastError
 from rarecast.forecasting.fit import Fit, as_scores, fit_tail
-from rarecast.forecasting.tail.gpd_bayes import BayesianGPD, gpd_log_likelihood
+from rarecast.forecasting.tail.gpd_bayes import SHAPE_RANGE, BayesianGPD, gpd_log_likelihood
 from rarecast.scores import Scores
 
 #: the shapes at which :func:`shape_log_likelihood` evaluates (the span of gpd-bayes's posterior grid)
-SHAPE_GRID = np.linspace(-0.6, 1.0, 161)
+SHAPE_GRID = np.linspace(*SHAPE_RANGE, 161)
 _LOG_SCALES = np.linspace(-4.0, 3.0, 141)  # offsets from the log of the mean excess
 _MU = np.linspace(-0.8, 1.0, 73)
 _MU_SD = 0.15

@@ -22,7 +22,9 @@ from rarecast.forecasting.tail.base import PeaksOverThreshold, require_positive
 from rarecast.forecasting.tail.model import TailModel, gpd_log_sf
 from rarecast.scores import Scores
 
-_COARSE_XI = np.linspace(-0.6, 1.0, 33)
+#: the shapes the posterior grid spans (and a prior's centre may take)
+SHAPE_RANGE = (-0.6, 1.0)
+_COARSE_XI = np.linspace(*SHAPE_RANGE, 33)
 _COARSE_LOG_SIGMA = np.linspace(-3.0, 2.0, 51)  # offsets from the log of the mean excess
 _FINE = 61
 _KEEP = 1e-7  # coarse cells with less than this share of the largest weight are outside the posterior
@@ -45,7 +47,7 @@ def _log_posterior(excess: np.ndarray, xi: np.ndarray, log_sigma: np.ndarray, pr
 
 def require_shape(name: str, value) -> float:
     """A shape inside the range the posterior grid spans, or a ForecastError naming it."""
-    low, high = _COARSE_XI[0], _COARSE_XI[-1]
+    low, high = SHAPE_RANGE
     number = not isinstance(value, bool) and isinstance(value, (int, float, np.number))
     if not number or not low <= value <= high:
         raise ForecastError(f"{name} must be a number in [{low}, {high}] (the shapes the grid spans), got {value!r}")
