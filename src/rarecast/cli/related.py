@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from rarecast.errors import ForecastError, InputError
-from rarecast.forecasting.shape_pooling import pooled_shape_prior
+from rarecast.forecasting.shape_pooling import predictive_shape_prior, shape_log_likelihood
 from rarecast.scores import Scores
 from rarecast.store.score_files import read_scores
 
@@ -37,15 +37,14 @@ def related_settings(
         return {}, {}
     if method not in (None, "gpd-bayes") or data.kind != "exact":
         raise InputError("--related pools gpd-bayes's shape prior, which needs exact scores and method gpd-bayes")
-    tables = []
+    likelihoods = []
     for value in related:
         in_store = Path(source).suffix.lower() == ".db" and not Path(value).is_file()
         if (value == behavior) if in_store else Path(value).resolve() == Path(source).resolve():
             raise InputError("--related names the scores being forecast; give other behaviors", file=value)
         scores, _ = read_scores(source, model=model, behavior=value) if in_store else read_scores(value)
-        try:
-            pooled_shape_prior([scores], **k)  # to name the table whose tail cannot be fitted
+        try:  # one table at a time, to name the one whose tail cannot be fitted
+            likelihoods.append(shape_log_likelihood(scores, **k))
         except ForecastError as exc:
             raise InputError(f"--related: {exc}", file=f"{source}, behavior {value}" if in_store else value) from None
-        tables.append(scores)
-    return pooled_shape_prior(tables, **k).params(), {"shape_prior_from": related}
+    return predictive_shape_prior(likelihoods).params(), {"shape_prior_from": related}

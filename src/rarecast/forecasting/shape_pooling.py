@@ -62,8 +62,8 @@ def shape_log_likelihood(scores: Scores | ArrayLike, k: int | float | str = "aut
     return logsumexp(loglik, axis=1) + np.log(_LOG_SCALES[1] - _LOG_SCALES[0])
 
 
-def _predictive(likelihoods: Sequence[np.ndarray]) -> ShapePrior:
-    """A new behavior's shape prior given other behaviors' shape likelihoods, as a matched normal."""
+def predictive_shape_prior(likelihoods: Sequence[np.ndarray]) -> ShapePrior:
+    """A new behavior's shape prior given other behaviors' :func:`shape_log_likelihood`, as a matched normal."""
     # log N(xi; mu, s) on the shape grid, axes (mu, s, xi)
     log_normal = norm.logpdf(SHAPE_GRID, _MU[:, None, None], _S[None, :, None]) + np.log(SHAPE_GRID[1] - SHAPE_GRID[0])
     log_w = np.broadcast_to(norm.logpdf(_MU, 0.0, _MU_SD)[:, None], (len(_MU), len(_S))).copy()
@@ -83,7 +83,7 @@ def pooled_shape_prior(related: Sequence[Scores | ArrayLike], k: int | float | s
     result is the predictive distribution of one more behavior's shape. Pass it on with
     ``rc.fit_tail(scores, method="gpd-bayes", **prior.params())``, or let :func:`fit_tails` do both steps.
     """
-    return _predictive([shape_log_likelihood(scores, k) for scores in related])
+    return predictive_shape_prior([shape_log_likelihood(scores, k) for scores in related])
 
 
 def fit_tails(
@@ -111,6 +111,6 @@ def fit_tails(
             raise ForecastError(f"behavior {name!r}: {exc}") from None
     fits = {}
     for name, data in behaviors.items():
-        prior = _predictive([loglik for other, loglik in likelihoods.items() if other != name])
+        prior = predictive_shape_prior([loglik for other, loglik in likelihoods.items() if other != name])
         fits[name] = fit_tail(data, "gpd-bayes", n_draws=n_draws, seed=seed, k=k, **prior.params())
     return fits
