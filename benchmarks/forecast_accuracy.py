@@ -32,8 +32,10 @@ import sys
 import time
 import warnings
 import zlib
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -372,6 +374,21 @@ def markdown(table: list[dict], meta: dict, goal: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def run_cells(
+    task_fn: Callable[[Any], list[dict]], tasks: list, jobs: int, unit: str = "(pool, m) cells"
+) -> list[dict]:
+    """Every task's rows, in task order, from ``jobs`` processes; progress (count, elapsed, ETA) on stderr."""
+    t0, rows = time.time(), []
+    with ProcessPoolExecutor(max_workers=jobs) as ex:
+        for i, cell in enumerate(ex.map(task_fn, tasks), 1):
+            rows += cell
+            elapsed = time.time() - t0
+            eta = elapsed / i * (len(tasks) - i)
+            print(f"\r{i}/{len(tasks)} {unit}, {elapsed:.0f} s, ETA {eta:.0f} s", end="", file=sys.stderr, flush=True)
+    print(file=sys.stderr)
+    return rows
+
+
 def machine_name() -> str:
     """CPU model and core count, for the record of where numbers came from."""
     model = platform.processor() or platform.machine()
@@ -409,18 +426,8 @@ def main(argv=None) -> int:
         for m in (ms_real if p in real else ms)
         if p not in real or len(real[p]) >= 10 * m + m
     ]
-    t0, rows = time.time(), []
-    with ProcessPoolExecutor(max_workers=args.jobs) as ex:
-        for i, cell in enumerate(ex.map(run_task, tasks), 1):
-            rows += cell
-            rate = (time.time() - t0) / i
-            print(
-                f"\r{i}/{len(tasks)} (pool, m) cells, {time.time() - t0:.0f} s, ETA {rate * (len(tasks) - i):.0f} s",
-                end="",
-                file=sys.stderr,
-                flush=True,
-            )
-    print(file=sys.stderr)
+    t0 = time.time()
+    rows = run_cells(run_task, tasks, args.jobs)
     table = summarize(rows, args.methods)
     goal = matched_quantile(rows)
     meta = {

@@ -28,7 +28,6 @@ import sys
 import time
 import warnings
 import zlib
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -242,13 +241,8 @@ def main(argv=None) -> int:
         for group in args.groups
         for m in ([100, 300] if GROUPS[group][0] in real else [100, 1000])
     ]
-    t0, rows = time.time(), []
-    with ProcessPoolExecutor(max_workers=args.jobs) as ex:
-        for i, cell in enumerate(ex.map(run_task, tasks), 1):
-            rows += cell
-            rate = (time.time() - t0) / i
-            print(f"\r{i}/{len(tasks)} (group, m), ETA {rate * (len(tasks) - i):.0f} s", end="", file=sys.stderr)
-    print(file=sys.stderr)
+    t0 = time.time()
+    rows = fa.run_cells(run_task, tasks, args.jobs, unit="(group, m) cells")
     table = summarize(rows)
     ratios = group_ratios(table)
     matches = matched(rows)

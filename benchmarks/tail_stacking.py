@@ -23,7 +23,6 @@ import sys
 import time
 import warnings
 import zlib
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -215,17 +214,8 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     real = fa.real_pools()
     tasks = [(*cell, args.splits, args.draws, args.families) for cell in fa.exact_cells(real)]
-    t0, rows = time.time(), []
-    with ProcessPoolExecutor(max_workers=args.jobs) as ex:
-        for i, cell in enumerate(ex.map(run_task, tasks), 1):
-            rows += cell
-            eta = (time.time() - t0) / i * (len(tasks) - i)
-            print(
-                f"\r{i}/{len(tasks)} (pool, m) cells, {time.time() - t0:.0f} s, ETA {eta:.0f} s",
-                end="",
-                file=sys.stderr,
-            )
-    print(file=sys.stderr)
+    t0 = time.time()
+    rows = fa.run_cells(run_task, tasks, args.jobs)
     summary = summarize(rows)
     meta = {
         "command": "python benchmarks/tail_stacking.py " + " ".join(argv if argv is not None else sys.argv[1:]),
