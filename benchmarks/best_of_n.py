@@ -24,8 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
 import time
 import warnings
@@ -36,6 +34,9 @@ from pathlib import Path
 import numpy as np
 from scipy import integrate, stats
 from scipy.special import betaln, expit, log_expit
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import forecast_accuracy as fa  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 POOL = ROOT / "experiments" / "data" / "sampled_scores.parquet"
@@ -151,7 +152,10 @@ def _one(job: tuple) -> dict:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             model = saber.SABER().fit(s, k)
-            se = model._estimate_alpha_se()  # SABER's own standard error of alpha (its predict(confidence=) path)
+            # SABER's own standard error of alpha (its predict(confidence=) path): a Monte Carlo estimate on
+            # NumPy's global random state, seeded here so that a rerun reproduces its intervals exactly
+            np.random.seed(rep)
+            se = model._estimate_alpha_se()
             anchored = [model.predict(int(n)).asr for n in N]
             plugin = [model.predict(int(n), method="plugin").asr for n in N]
             ci = [
@@ -271,20 +275,6 @@ def _markdown(doc: dict) -> str:
     return "\n".join(lines)
 
 
-def _machine() -> str:
-    """The CPU's model name and core count, as /proc/cpuinfo and os.cpu_count give them."""
-    names = (
-        [
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        ]
-        if Path("/proc/cpuinfo").exists()
-        else [platform.machine()]
-    )
-    return f"{names[0]}, a {os.cpu_count()}-core VM"
-
-
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--reps", type=int, default=50, help="repetitions per family")
@@ -319,7 +309,7 @@ def main(argv: list[str] | None = None) -> dict:
     table = _score(rows, truths)
     doc = {
         "command": "python benchmarks/best_of_n.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "machine": _machine(),
+        "machine": fa.machine_name(),
         "date": date.today().isoformat(),
         "seconds": time.time() - start,
         "settings": {
