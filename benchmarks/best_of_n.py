@@ -38,6 +38,8 @@ from scipy.special import betaln, expit, log_expit
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import forecast_accuracy as fa  # noqa: E402
 
+from rarecast.forecasting.best_of_n import BEND_SD  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 POOL = ROOT / "experiments" / "data" / "sampled_scores.parquet"
 ATTEMPTS_N = (1_000, 10_000)
@@ -133,7 +135,7 @@ def _pool_family():
 
 def _one(job: tuple) -> dict:
     """Forecasts and intervals of every method on one repetition's counts."""
-    name, rep, m, k, n_draws = job
+    name, rep, m, k, n_draws, bend_sd = job
     import rarecast as rc
 
     saber = _saber()
@@ -143,7 +145,7 @@ def _one(job: tuple) -> dict:
     N = np.array(ATTEMPTS_N, dtype=float)
     out = {}
     try:
-        fit = rc.fit_best_of_n(s, k, n_draws=n_draws, seed=rep)
+        fit = rc.fit_best_of_n(s, k, n_draws=n_draws, seed=rep, bend_sd=bend_sd)
         low, high = fit.interval(N, LEVEL)
         out["rarecast"] = (fit.attack_success_rate(N).tolist(), low.tolist(), high.tolist(), fit.edf)
     except (ValueError, FloatingPointError) as exc:
@@ -228,7 +230,8 @@ def _markdown(doc: dict) -> str:
         f"{a['repetitions']} repetitions per family (seeds {a['first_rep']} to "
         f"{a['first_rep'] + a['repetitions'] - 1}), {a['m']} queries per repetition ({a['pool_m']} for the "
         f"real pool), {a['attempts']} attempts per query, forecasts of ASR@N at N = "
-        f"{', '.join(f'{n:,}' for n in ATTEMPTS_N)}; rarecast's intervals from {a['n_draws']} posterior draws. "
+        f"{', '.join(f'{n:,}' for n in ATTEMPTS_N)}; rarecast's intervals from {a['n_draws']} posterior draws "
+        f"(bend below the knots: prior sd {a['bend_sd']}). "
         "All methods see the same counts in each repetition. Truths are exact (numerical integration over "
         "the family; for the real pool, the mean of 1 - (1 - p)^N over its 400 exact p, from which each "
         "repetition resamples its queries and samples their attempts). A refused fit counts as a failure "
@@ -285,6 +288,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--pool-m", type=int, default=400, help="queries per repetition (real pool)")
     parser.add_argument("--attempts", type=int, default=100, help="attempts per query")
     parser.add_argument("--draws", type=int, default=1000, help="rarecast posterior draws per interval")
+    parser.add_argument(
+        "--bend-sd", type=float, default=BEND_SD, help="rarecast's prior sd of the bend below the knots (0: none)"
+    )
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="5 repetitions (about a minute)")
     parser.add_argument("--out", type=Path, help="write the figures as one JSON object here")
@@ -296,7 +302,7 @@ def main(argv: list[str] | None = None) -> dict:
     start = time.time()
     names = list(FAMILIES) + ["real-pool"]
     jobs = [
-        (f, r, args.pool_m if f == "real-pool" else args.m, args.attempts, args.draws)
+        (f, r, args.pool_m if f == "real-pool" else args.m, args.attempts, args.draws, args.bend_sd)
         for f in names
         for r in range(args.first_rep, args.first_rep + args.reps)
     ]
@@ -319,6 +325,7 @@ def main(argv: list[str] | None = None) -> dict:
             "pool_m": args.pool_m,
             "attempts": args.attempts,
             "n_draws": args.draws,
+            "bend_sd": args.bend_sd,
             "N": list(ATTEMPTS_N),
             "level": LEVEL,
         },

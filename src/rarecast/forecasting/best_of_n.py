@@ -17,6 +17,9 @@ successes of k attempts per query), under the exact binomial likelihood on a fin
   :data:`ABOVE_TOP` over the largest success fraction, held at 0 on the end knots and beyond them;
 * **the prior**: a penalty lambda/2 times the sum of squared second differences of the knot values. The Beta
   is free, so a large lambda is a Beta and a small one follows the counts closely;
+* **the bend below the knots**: the intervals' posterior adds a change c of the log-density's slope below the
+  lowest knot, c ~ N(0, :data:`BEND_SD`^2), because the attempts cannot tell whether the Beta's power law
+  continues there (the point forecast assumes it does, c = 0);
 * **the posterior**: for each lambda in :data:`SMOOTHINGS` the mode (damped Newton with the exact Hessian);
   the lambdas are weighted by their Laplace evidence (a flat prior on log lambda), so the data choose between
   a Beta and a looser shape instead of a pre-test. Posterior draws come from Hamiltonian Monte Carlo on the
@@ -24,9 +27,9 @@ successes of k attempts per query), under the exact binomial likelihood on a fin
   which lets little-mass regions of the grid swing far wider than the counts allow.
 
 The point forecast reads the modes' distributions of p mixed by the lambdas' weights; an interval is the
-equal-tailed range of the forecast over ``n_draws`` posterior draws. Below p ~ 1/k the
+equal-tailed range of the forecast over ``n_draws`` posterior draws of the bent model. Below p ~ 1/k the
 attempts see almost nothing: below the lowest knot the Beta's power law p^(a - 1) *assumes* how the unseen
-mass spreads, and the benchmark
+mass spreads, the bend lets the intervals doubt it, and the benchmark
 (benchmarks/best_of_n.py, docs/best-of-n.md) shows where that holds. Every forecast is computed in log
 space: log E[(1 - p)^N] is a log-sum-exp over the grid, and ASR@N = -expm1 of it.
 
@@ -67,12 +70,15 @@ BELOW_SIGHT = 4.0
 ABOVE_TOP = 3.0
 #: Weights of the second-difference penalty the posterior averages over (lambda; large: a Beta).
 SMOOTHINGS = tuple(10.0 ** np.arange(-1.0, 5.5, 1.0))
+#: Prior sd of the bend c, the change of the log-density's slope (per logit unit) below the lowest knot, in the
+#: posterior behind the intervals; chosen among 0, 0.3 and 0.5 on the benchmark (docs/best-of-n-method.md).
+BEND_SD = 0.5
 #: Printed beside every best-of-N interval: where benchmarks/best_of_n.py finds them off their 85% to 95% goal.
 INTERVAL_NOTE = (
     "best-of-N 90% intervals covered 85% to 95% of exact ASR@N at N = 1e3 and 1e4 on 2 of 7 families of the "
-    "best-of-N benchmark (docs/best-of-n.md); they covered 30% to 82% where the counts cannot show the shape "
-    "below p ~ 1/k (queries that never break, a mode of p below 1/k, two modes, a wide logit-normal), "
-    "so treat them as rough there"
+    "best-of-N benchmark (docs/best-of-n.md) and over-covered a real pool at 1e4 (100%); they covered 64% to 84% "
+    "where the counts cannot show the shape below p ~ 1/k (queries that never break, a mode of p below 1/k, two "
+    "modes, a wide logit-normal), so treat them as rough there"
 )
 #: Most Newton steps per fit, and the Newton decrement (twice the log-likelihood still to gain) under which a
 #: fit whose line search stalls on rounding counts as converged: a gain under 0.005 moves the mode by about a
@@ -174,12 +180,19 @@ class _Likelihood:
 
 class _Model(NamedTuple):
     """The log-linear family: unnormalized log-masses on the grid are ``X @ theta`` (G, P); ``S`` (P, P) is the
-    penalty (zero on the Beta's two columns), ``rank`` its rank, ``start`` where the first Newton run starts."""
+    smoothing penalty (zero on the Beta's two columns and the bend), ``rank`` its rank, ``start`` where the
+    first Newton run starts, ``R`` (P, P) the bend's fixed prior precision (zero without a bend)."""
 
     X: np.ndarray
     S: np.ndarray
     rank: int
     start: np.ndarray  # a Beta: where the strongest penalty's Newton run starts
+    R: np.ndarray
+
+    def penalty(self, smoothing: float) -> np.ndarray:
+        """The prior precision at penalty weight ``smoothing``: lambda S plus the bend's."""
+        precision: np.ndarray = smoothing * self.S + self.R
+        return precision
 
 
 def _moment_beta(scores: Scores) -> tuple[float, float]:
@@ -196,10 +209,14 @@ def _moment_beta(scores: Scores) -> tuple[float, float]:
     return mean * total, (1 - mean) * total
 
 
-def _model(logit: np.ndarray, knots: np.ndarray, start_beta: tuple[float, float] = (0.5, 20.0)) -> _Model:
+def _model(
+    logit: np.ndarray, knots: np.ndarray, start_beta: tuple[float, float] = (0.5, 20.0), bend_sd: float = 0.0
+) -> _Model:
     """The Beta-times-smooth-correction family on the grid ``logit`` with correction knots ``knots`` (equally
-    spaced): columns logit p and log(1 - p) (the Beta), then the hat functions of the inner knots. The
-    correction is held at 0 on the end knots and outside them, so past the knots the Beta's power laws rule."""
+    spaced): columns logit p and log(1 - p) (the Beta), with ``bend_sd`` > 0 the bend (the distance below the
+    lowest knot, its coefficient c ~ N(0, bend_sd^2)), then the hat functions of the inner knots. The
+    correction is held at 0 on the end knots and outside them, so past the knots the Beta's power laws rule,
+    bent below them by c."""
     h = knots[1] - knots[0]
     inside = (logit > knots[0]) & (logit < knots[-1])
     pos = np.clip(np.searchsorted(knots, logit, side="right") - 1, 0, len(knots) - 2)
@@ -208,13 +225,18 @@ def _model(logit: np.ndarray, knots: np.ndarray, start_beta: tuple[float, float]
     rows = np.flatnonzero(inside)
     hats[rows, pos[rows]] = 1 - frac[rows]
     hats[rows, pos[rows] + 1] = frac[rows]
-    X = np.column_stack([logit, log_expit(-logit), hats[:, 1:-1]])
+    bend = [np.maximum(knots[0] - logit, 0.0)] if bend_sd > 0 else []
+    X = np.column_stack([logit, log_expit(-logit), *bend, hats[:, 1:-1]])
+    free = 2 + len(bend)  # columns the smoothing leaves alone
     D2 = np.diff(np.eye(len(knots)), n=2, axis=0)[:, 1:-1]  # second differences of (0, theta, 0)
     S = np.zeros((X.shape[1], X.shape[1]))
-    S[2:, 2:] = D2.T @ D2
+    S[free:, free:] = D2.T @ D2
+    R = np.zeros_like(S)
+    if bend:
+        R[2, 2] = bend_sd**-2
     a, b = start_beta  # Beta(a, b) of p is a logit + (a + b) log(1 - p) in logit p
-    start = np.append([a, a + b], np.zeros(len(knots) - 2))
-    return _Model(X, S, int(np.linalg.matrix_rank(S)), start)
+    start = np.append([a, a + b, *[0.0] * len(bend)], np.zeros(len(knots) - 2))
+    return _Model(X, S, int(np.linalg.matrix_rank(S)), start, R)
 
 
 def _knots(scores: Scores) -> np.ndarray:
@@ -322,12 +344,13 @@ def _fit_smoothings(lik: _Likelihood, model: _Model, smoothings: Iterable[float]
     """The mode at every penalty weight, strongest first, each Newton run warm-started from the previous one.
 
     The log evidence is the Laplace approximation -F(mode) + rank/2 log(lambda) - 1/2 log|H| (terms that do not
-    depend on lambda left out), so normalized it is the posterior of lambda under a flat prior on log lambda.
+    depend on lambda left out, the bend's prior among them), so normalized it is the posterior of lambda under a
+    flat prior on log lambda.
     """
     theta = model.start
     fits = []
     for lam in sorted(smoothings, reverse=True):
-        theta, value, chol, converged = _newton(theta, lik, model.X, lam * model.S)
+        theta, value, chol, converged = _newton(theta, lik, model.X, model.penalty(lam))
         edf = float(model.X.shape[1] - lam * np.trace(cho_solve((chol, True), model.S)))
         evidence = -value + 0.5 * model.rank * np.log(lam) - np.log(np.diag(chol)).sum()
         fits.append(_Smoothing(float(lam), theta, chol, float(evidence), edf, converged))
@@ -362,11 +385,16 @@ def _log_posterior(theta: np.ndarray, lik: _Likelihood, X: np.ndarray, P: np.nda
     return value, grad
 
 
-def _draw(
-    fits: list[_Smoothing], lik: _Likelihood, model: _Model, n_draws: int, seed: int
-) -> tuple[np.ndarray, np.ndarray, float]:
-    """Posterior draws of the grid's log-masses, (n_draws, G), by Hamiltonian Monte Carlo; also the penalty
-    weights' posterior and the mean acceptance rate.
+def _smoothing_weights(fits: list[_Smoothing]) -> np.ndarray:
+    """The penalty weights' posterior: their Laplace evidences, normalized."""
+    log_ev = np.array([f.log_evidence for f in fits])
+    weights: np.ndarray = np.exp(log_ev - logsumexp(log_ev))
+    return weights
+
+
+def _draw(fits: list[_Smoothing], lik: _Likelihood, model: _Model, n_draws: int, seed: int) -> tuple[np.ndarray, float]:
+    """Posterior draws of the grid's log-masses, (n_draws, G), by Hamiltonian Monte Carlo, and the mean
+    acceptance rate.
 
     :data:`CHAINS` chains run side by side. Each is given a penalty weight drawn by its Laplace evidence, starts
     near that weight's mode, and uses the Hessian there as its mass matrix, so every direction moves on its own
@@ -375,11 +403,9 @@ def _draw(
     lets the log-masses swing far wider than the counts allow (draws with fewer queries breaking at N = 10^4
     than already broke in 100 attempts).
     """
-    log_ev = np.array([f.log_evidence for f in fits])
-    weights = np.exp(log_ev - logsumexp(log_ev))
     rng = np.random.default_rng(seed)
-    which = rng.choice(len(fits), size=CHAINS, p=weights)
-    penalty = np.stack([fits[i].smoothing * model.S for i in which])
+    which = rng.choice(len(fits), size=CHAINS, p=_smoothing_weights(fits))
+    penalty = np.stack([model.penalty(fits[i].smoothing) for i in which])
     chol = np.stack([fits[i].chol for i in which])  # mass matrix H = L L'
     eye = np.eye(chol.shape[1])
     h_inv = np.stack([cho_solve((c, True), eye) for c in chol])
@@ -406,7 +432,7 @@ def _draw(
             kept.append(theta.copy())
             accepted.append(rate.mean())
     eta = np.concatenate(kept)[:n_draws] @ model.X.T
-    return eta - logsumexp(eta, axis=1, keepdims=True), weights, float(np.mean(accepted))
+    return eta - logsumexp(eta, axis=1, keepdims=True), float(np.mean(accepted))
 
 
 @dataclass
@@ -422,9 +448,10 @@ class BestOfNFit:
     distribution : PDistribution
         The modes' distributions of p mixed by the lambdas' weights (one row): every point forecast reads it.
     posterior : PDistribution
-        ``n_draws`` posterior draws of the distribution of p (one row each): every interval reads them.
+        ``n_draws`` posterior draws of the distribution of p under the bent model (one row each): every
+        interval reads them.
     smoothings, weights : ndarray
-        The penalty weights averaged over, and their posterior weights.
+        The penalty weights averaged over, and their posterior weights (in the point forecast's model).
     edf : float
         Effective degrees of freedom of the correction to a Beta, posterior-averaged (2: a plain Beta).
     acceptance : float
@@ -432,6 +459,8 @@ class BestOfNFit:
         the draws explored poorly).
     n_draws, seed : int
         Posterior draws behind the intervals, and their random seed.
+    bend_sd : float
+        Prior sd of the bend below the knots in the posterior behind the intervals (0: no bend).
     """
 
     scores: Scores
@@ -443,6 +472,7 @@ class BestOfNFit:
     acceptance: float = 1.0
     n_draws: int = 1000
     seed: int = 0
+    bend_sd: float = BEND_SD
 
     def attack_success_rate(self, attempts: ArrayLike) -> Shaped:
         """ASR@N: the expected share of queries that show the behavior at least once in N attempts."""
@@ -515,7 +545,12 @@ class BestOfNFit:
 
 
 def fit_best_of_n(
-    successes: Scores | ArrayLike, trials: ArrayLike | None = None, *, n_draws: int = 1000, seed: int = 0
+    successes: Scores | ArrayLike,
+    trials: ArrayLike | None = None,
+    *,
+    n_draws: int = 1000,
+    seed: int = 0,
+    bend_sd: float = BEND_SD,
 ) -> BestOfNFit:
     """Fit a posterior over the distribution of per-query p to sampled counts, for best-of-N forecasts.
 
@@ -529,6 +564,9 @@ def fit_best_of_n(
         Posterior draws behind :meth:`BestOfNFit.interval`.
     seed : int, default 0
         Seed of the draws.
+    bend_sd : float, default :data:`BEND_SD`
+        Prior sd of the bend below the knots in the intervals' posterior; 0 takes the Beta's power law there
+        as known (narrower intervals, which the benchmark finds too narrow where queries never break).
 
     Returns
     -------
@@ -558,6 +596,8 @@ def fit_best_of_n(
         raise InputError(f"{scores.m} queries are too few for a best-of-N fit; score at least {MIN_QUERIES}")
     if isinstance(n_draws, bool) or not isinstance(n_draws, (int, np.integer)) or n_draws < MIN_DRAWS:
         raise InputError(f"n_draws must be a whole number >= {MIN_DRAWS}, got {n_draws!r}")
+    if isinstance(bend_sd, bool) or not isinstance(bend_sd, (int, float)) or not 0 <= bend_sd < np.inf:
+        raise InputError(f"bend_sd must be a finite number >= 0, got {bend_sd!r}")
     assert scores.successes is not None  # counts, checked by _counts
     if not scores.successes.any():
         raise ForecastError(
@@ -565,12 +605,16 @@ def fit_best_of_n(
             "likely it is; try more attempts per query or more queries"
         )
     logit = np.linspace(*GRID_LOGIT, GRID_SIZE)
-    model = _model(logit, _knots(scores), _moment_beta(scores))
     lik = _Likelihood(scores, logit)
+    knots, start = _knots(scores), _moment_beta(scores)
+    model = _model(logit, knots, start)
     fits = _fit_smoothings(lik, model, SMOOTHINGS)
-    if not all(f.converged for f in fits):
+    bent = _model(logit, knots, start, bend_sd) if bend_sd > 0 else model
+    bent_fits = _fit_smoothings(lik, bent, SMOOTHINGS) if bend_sd > 0 else fits
+    if not all(f.converged for f in fits + bent_fits):
         raise ForecastError("the best-of-N fit did not converge; check the counts")
-    log_w, weights, acceptance = _draw(fits, lik, model, int(n_draws), seed)
+    log_w, acceptance = _draw(bent_fits, lik, bent, int(n_draws), seed)
+    weights = _smoothing_weights(fits)
     eta = np.array([f.theta for f in fits]) @ model.X.T  # the modes, mixed by their weights
     with np.errstate(divide="ignore"):  # a weight that underflows to 0 drops out as log 0 = -inf
         point = logsumexp(eta - logsumexp(eta, axis=1, keepdims=True) + np.log(weights)[:, None], axis=0)
@@ -584,13 +628,20 @@ def fit_best_of_n(
         acceptance,
         int(n_draws),
         seed,
+        float(bend_sd),
     )
 
 
 def best_of_n_result(fit: BestOfNFit, attempts: ArrayLike, level: float = 0.9) -> dict[str, Any]:
     """What the CLI prints and writes to JSON: the fit's effective degrees of freedom, the number of queries,
-    one :meth:`BestOfNFit.summary` row per N and :data:`INTERVAL_NOTE`."""
-    return {"edf": fit.edf, "m": fit.scores.m, "forecasts": fit.summary(attempts, level), "note": INTERVAL_NOTE}
+    the bend's prior sd, one :meth:`BestOfNFit.summary` row per N and :data:`INTERVAL_NOTE`."""
+    return {
+        "edf": fit.edf,
+        "m": fit.scores.m,
+        "bend_sd": fit.bend_sd,
+        "forecasts": fit.summary(attempts, level),
+        "note": INTERVAL_NOTE,
+    }
 
 
 __all__ = ["INTERVAL_NOTE", "BestOfNFit", "PDistribution", "best_of_n_result", "fit_best_of_n"]
