@@ -66,7 +66,7 @@ GRID_LOGIT = (-27.6, 10.0)
 #: Logit units between the knots of the smooth correction, how far its knots reach below logit(1/k) (None:
 #: down to the grid's floor) and above the largest success fraction's logit.
 KNOT_SPACING = 0.75
-BELOW_SIGHT = 4.0
+BELOW_SIGHT = 4.5
 ABOVE_TOP = 3.0
 #: Weights of the second-difference penalty the posterior averages over (lambda; large: a Beta).
 SMOOTHINGS = tuple(10.0 ** np.arange(-1.0, 5.5, 1.0))
