@@ -129,7 +129,7 @@ def test_the_sampler_matches_an_independent_metropolis_chain_on_a_small_case(ben
 @pytest.mark.slow
 def test_the_bend_lets_intervals_doubt_the_power_law_below_sight():
     # 40% of queries never break: from 100 attempts they look like a steeper power law below p ~ 1/k, so the
-    # posterior without the bend puts the exact ASR@1e4 outside most of its intervals (30% coverage in
+    # posterior without the bend puts the exact ASR@1e4 outside most of its intervals (20% coverage in
     # docs/best-of-n-bend-0.md); the bend's intervals hold it in most repetitions, around the same point
     a, b, immune, N = 0.4, 20.0, 0.4, 1e4
     truth = (1 - immune) * -np.expm1(betaln(a, b + N) - betaln(a, b))
