@@ -130,6 +130,19 @@ def _pool_family():
     )
 
 
+def family(name: str) -> tuple:
+    """(description, draw(rng, m) -> p, truth(N) -> ASR@N) of a family in FAMILIES or of "real-pool"."""
+    return _pool_family() if name == "real-pool" else FAMILIES[name]
+
+
+def counts(name: str, rep: int, m: int, k: int) -> np.ndarray:
+    """Successes of k attempts for each of m queries of family ``name`` in repetition ``rep``: the counts every
+    method (and benchmarks/best_of_n_identification.py) sees in that repetition."""
+    rng = np.random.default_rng([rep, sum(map(ord, name))])
+    s: np.ndarray = rng.binomial(k, family(name)[1](rng, m))
+    return s
+
+
 # --- one repetition -------------------------------------------------------------------------------------
 
 
@@ -139,9 +152,7 @@ def _one(job: tuple) -> dict:
     import rarecast as rc
 
     saber = _saber()
-    family = _pool_family() if name == "real-pool" else FAMILIES[name]
-    rng = np.random.default_rng([rep, sum(map(ord, name))])
-    s = rng.binomial(k, family[1](rng, m))
+    s = counts(name, rep, m, k)
     N = np.array(ATTEMPTS_N, dtype=float)
     out = {}
     try:
@@ -309,9 +320,7 @@ def main(argv: list[str] | None = None) -> dict:
     with ProcessPoolExecutor(args.workers) as pool:
         rows = list(pool.map(_one, jobs, chunksize=2))
     described = {**{f: d[0] for f, d in FAMILIES.items()}, "real-pool": _pool_family()[0]}
-    truths = {
-        f: [(_pool_family() if f == "real-pool" else FAMILIES[f])[2](float(n)) for n in ATTEMPTS_N] for f in names
-    }
+    truths = {f: [family(f)[2](float(n)) for n in ATTEMPTS_N] for f in names}
     table = _score(rows, truths)
     doc = {
         "command": "python benchmarks/best_of_n.py " + " ".join(argv if argv is not None else sys.argv[1:]),
