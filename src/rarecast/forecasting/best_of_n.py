@@ -78,7 +78,9 @@ INTERVAL_NOTE = (
     "best-of-N 90% intervals covered 85% to 95% of exact ASR@N at N = 1e3 and 1e4 on 2 of 7 families of the "
     "best-of-N benchmark (docs/best-of-n.md) and over-covered a real pool at 1e4 (98% to 100%); they covered "
     "46% to 86% where the counts cannot show the shape below p ~ 1/k (queries that never break, a mode of p "
-    "below 1/k, two modes, a wide logit-normal), so treat them as rough there"
+    "below 1/k, two modes, a wide logit-normal), so treat them as rough there. Counts alone leave ASR@N at 10 "
+    "to 100 times the attempts per query open over a range 0.26 to 0.65 wide (docs/best-of-n-identification.md): "
+    "these intervals rest on an assumption about the queries that never broke"
 )
 #: Most Newton steps per fit, and the Newton decrement (twice the log-likelihood still to gain) under which a
 #: fit whose line search stalls on rounding counts as converged: a gain under 0.005 moves the mode by about a
