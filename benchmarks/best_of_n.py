@@ -27,7 +27,6 @@ import json
 import sys
 import time
 import warnings
-from concurrent.futures import ProcessPoolExecutor
 from datetime import date
 from pathlib import Path
 
@@ -146,7 +145,7 @@ def counts(name: str, rep: int, m: int, k: int) -> np.ndarray:
 # --- one repetition -------------------------------------------------------------------------------------
 
 
-def _one(job: tuple) -> dict:
+def _one(job: tuple) -> list[dict]:
     """Forecasts and intervals of every method on one repetition's counts."""
     name, rep, m, k, n_draws, bend_sd = job
     import rarecast as rc
@@ -179,7 +178,7 @@ def _one(job: tuple) -> dict:
         out["saber-plugin"] = (plugin, None, None, 2.0)
     except (ValueError, FloatingPointError, RuntimeError) as exc:
         out["saber-anchored"] = out["saber-plugin"] = repr(exc)
-    return {"family": name, "rep": rep, "results": out}
+    return [{"family": name, "rep": rep, "results": out}]  # a list: forecast_accuracy.run_cells joins them
 
 
 # --- tables ---------------------------------------------------------------------------------------------
@@ -317,8 +316,7 @@ def main(argv: list[str] | None = None) -> dict:
         for f in names
         for r in range(args.first_rep, args.first_rep + args.reps)
     ]
-    with ProcessPoolExecutor(args.workers) as pool:
-        rows = list(pool.map(_one, jobs, chunksize=2))
+    rows = fa.run_cells(_one, jobs, args.workers, unit="(family, repetition) pairs")
     described = {**{f: d[0] for f, d in FAMILIES.items()}, "real-pool": _pool_family()[0]}
     truths = {f: [family(f)[2](float(n)) for n in ATTEMPTS_N] for f in names}
     table = _score(rows, truths)

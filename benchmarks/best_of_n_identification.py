@@ -31,7 +31,6 @@ import json
 import sys
 import time
 import warnings
-from concurrent.futures import ProcessPoolExecutor
 from datetime import date
 from pathlib import Path
 
@@ -108,7 +107,7 @@ def identified_range(s: np.ndarray, k: int, attempts: tuple[int, ...]) -> dict[s
     return out
 
 
-def _one(job: tuple) -> dict:
+def _one(job: tuple) -> list[dict]:
     """The range and rarecast's interval on one repetition's counts."""
     name, rep, m, k, n_draws = job
     import rarecast as rc
@@ -123,7 +122,7 @@ def _one(job: tuple) -> dict:
     low, high = fit.interval(np.array(bon.ATTEMPTS_N, dtype=float), LEVEL)
     row["rarecast"] = {"forecast": fit.attack_success_rate(np.array(bon.ATTEMPTS_N, float)).tolist()}
     row["rarecast"].update(low=low.tolist(), high=high.tolist())
-    return row
+    return [row]  # a list: forecast_accuracy.run_cells joins them
 
 
 def _summary(rows: list[dict], truths: dict[str, list[float]]) -> dict:
@@ -216,8 +215,7 @@ def main(argv: list[str] | None = None) -> dict:
         for f in names
         for r in range(args.first_rep, args.first_rep + args.reps)
     ]
-    with ProcessPoolExecutor(args.workers) as pool:
-        rows = list(pool.map(_one, jobs, chunksize=2))
+    rows = fa.run_cells(_one, jobs, args.workers, unit="(family, repetition) pairs")
     truths = {f: [bon.family(f)[2](float(n)) for n in bon.ATTEMPTS_N] for f in names}
     doc = {
         "command": "python benchmarks/best_of_n_identification.py "
