@@ -2,25 +2,17 @@
 
 benchmarks/best_of_n.py asks rarecast's best-of-N intervals to cover the exact ASR@N 85% to 95% of the time on
 every family. This script measures how much of that the counts decide and how much the model's assumptions
-decide. On the same counts as best_of_n.py (same families, repetitions, queries and attempts) it computes the
-*nonparametric likelihood-ratio range* of ASR@N: the smallest and largest ASR@N of any distribution of p
-(on a fine logit grid, with no shape imposed) whose binomial log-likelihood is within chi2_1(0.9) / 2 of the
-largest any distribution reaches (the nonparametric maximum likelihood estimate). It is the profile-likelihood
-90% confidence interval for ASR@N under the only assumptions of the setting: queries drawn independently from
-one distribution of p, attempts independent Bernoulli(p).
+decide. On the same counts as best_of_n.py (same families, repetitions, queries and attempts) it fits rarecast
+(:func:`rarecast.fit_best_of_n`, the benchmark's settings and seeds) and takes both its 90% interval and
+``fit.counts_only_range``: the smallest and largest ASR@N of any distribution of p on the fit's logit grid (no
+shape imposed) whose binomial log-likelihood is within chi2_1(0.9) / 2 of the largest any distribution reaches.
+That is the profile-likelihood 90% confidence interval under the only assumptions of the setting: queries drawn
+independently from one distribution of p, attempts independent Bernoulli(p) (rarecast/forecasting/
+profile_range.py). The script reports where the exact truth and rarecast's interval fall inside the range. A
+truth near an end of a wide range means only the model's assumption about the unseen low end of p can put an
+interval around it.
 
-Each end is a convex problem (a linear objective over the simplex of grid masses, a concave constraint on the
-log-likelihood), solved by CVXPY with the Clarabel interior-point solver. Grid points where every query's
-likelihood is below 1e-8 of its largest are left out: mass there costs about m log-likelihood units per unit,
-so it could move ASR@N by at most chi2_1(0.9) / (2 m), 0.003 at m = 500.
-
-Beside the range the script fits rarecast (:func:`rarecast.fit_best_of_n`, the benchmark's settings and seeds)
-and reports where its 90% interval and the exact truth fall inside the range. A truth near an end of a wide
-range means only the model's assumption about the unseen low end of p can put an interval around it.
-
-CVXPY and Clarabel are benchmark-only extras: ``pip install 'rarecast[bench]'``.
-
-    python benchmarks/best_of_n_identification.py --reps 50 --workers 2 \\
+    python benchmarks/best_of_n_identification.py --reps 50 --workers 2 \
         --out docs/best-of-n-identification.json --markdown docs/best-of-n-identification.md
 """
 
@@ -30,98 +22,40 @@ import argparse
 import json
 import sys
 import time
-import warnings
 from datetime import date
 from pathlib import Path
 
 import numpy as np
 from scipy import stats
-from scipy.special import log_expit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import best_of_n as bon  # noqa: E402
 import forecast_accuracy as fa  # noqa: E402
 
-from rarecast.forecasting.best_of_n import _Likelihood  # noqa: E402
-from rarecast.scores import Scores  # noqa: E402
-
-#: Level of the likelihood-ratio range, and the log-likelihood drop it allows.
+#: Level of the range and of rarecast's interval, and the log-likelihood drop the range allows.
 LEVEL = 0.9
 DROP = float(stats.chi2.ppf(LEVEL, 1)) / 2
-#: The logit-p grid the distributions live on. Its floor, p ~ 2e-9, breaks with probability 2e-5 in 10,000
-#: attempts, so a lower floor would move no end by more; with rarecast's floor (p ~ 1e-12) the solver failed more
-#: often on the many grid points whose likelihoods are all but equal.
-GRID = np.linspace(-20.0, 10.0, 200)
-#: Grid points whose likelihood is below this share of each query's largest are left out (see the docstring).
-NEGLIGIBLE = 1e-8
-
-
-def _cvxpy():
-    try:
-        import cvxpy
-    except ImportError:
-        sys.exit("this benchmark solves convex problems: pip install 'rarecast[bench]' (cvxpy-base, clarabel)")
-    return cvxpy
-
-
-def _solve(problem) -> tuple[float, bool]:
-    """The problem's optimal value by Clarabel, and whether Clarabel called it accurate. If it fails or reports
-    an inaccurate solution, once more with its equilibration (a rescaling of the constraints) off; an inaccurate
-    second answer is kept and flagged, a second failure raises SolverError."""
-    cp = _cvxpy()
-    for settings in ({}, {"equilibrate_enable": False}):
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # "solution may be inaccurate": the status says so
-                problem.solve(solver="CLARABEL", **settings)
-        except cp.error.SolverError:
-            continue
-        if problem.status == cp.OPTIMAL:
-            return float(problem.value), True
-    if problem.status == cp.OPTIMAL_INACCURATE:
-        return float(problem.value), False
-    raise cp.error.SolverError(f"Clarabel: {problem.status}")
-
-
-def identified_range(s: np.ndarray, k: int, attempts: tuple[int, ...]) -> dict[str, list[float]]:
-    """The likelihood-ratio range's ends, ``{"low": [...], "high": [...]}`` with one entry per N, and
-    ``"accurate"``: whether Clarabel called every solve accurate.
-
-    The log-likelihood enters per query (divided by m): with the sum, whose scale grows with m, Clarabel failed
-    on 2 of 4 trial repetitions."""
-    cp = _cvxpy()
-    lik = _Likelihood(Scores.from_counts(s, np.full(len(s), k)), GRID)  # rarecast's binomial likelihood
-    keep = lik.scaled.max(axis=0) > NEGLIGIBLE
-    scaled, logit, share = lik.scaled[:, keep], GRID[keep], lik.count / lik.count.sum()
-    w = cp.Variable(len(logit), nonneg=True)
-    fit = share @ cp.log(scaled @ w)
-    best, accurate = _solve(cp.Problem(cp.Maximize(fit), [cp.sum(w) == 1]))
-    out: dict = {"low": [], "high": []}
-    for n in attempts:
-        asr = -np.expm1(n * log_expit(-logit))
-        for end, sense in (("low", cp.Minimize), ("high", cp.Maximize)):
-            value, ok = _solve(cp.Problem(sense(asr @ w), [cp.sum(w) == 1, fit >= best - DROP / len(s)]))
-            out[end].append(value)
-            accurate &= ok
-    out["accurate"] = accurate
-    return out
 
 
 def _one(job: tuple) -> list[dict]:
-    """The range and rarecast's interval on one repetition's counts."""
+    """rarecast's interval and the counts-only range on one repetition's counts."""
     name, rep, m, k, n_draws = job
     import rarecast as rc
 
-    s = bon.counts(name, rep, m, k)
-    row: dict = {"family": name, "rep": rep}
-    try:
-        row["range"] = identified_range(s, k, bon.ATTEMPTS_N)
-    except _cvxpy().error.SolverError as exc:
-        row["range"] = repr(exc)
-    fit = rc.fit_best_of_n(s, k, n_draws=n_draws, seed=rep)
-    low, high = fit.interval(np.array(bon.ATTEMPTS_N, dtype=float), LEVEL)
-    row["rarecast"] = {"forecast": fit.attack_success_rate(np.array(bon.ATTEMPTS_N, float)).tolist()}
-    row["rarecast"].update(low=low.tolist(), high=high.tolist())
+    fit = rc.fit_best_of_n(bon.counts(name, rep, m, k), k, n_draws=n_draws, seed=rep)
+    attempts = np.array(bon.ATTEMPTS_N, dtype=float)
+    low, high = fit.interval(attempts, LEVEL)
+    counts_low, counts_high = fit.counts_only_range(attempts, LEVEL)
+    row = {
+        "family": name,
+        "rep": rep,
+        "range": {"low": counts_low.tolist(), "high": counts_high.tolist()},
+        "rarecast": {
+            "forecast": fit.attack_success_rate(attempts).tolist(),
+            "low": low.tolist(),
+            "high": high.tolist(),
+        },
+    }
     return [row]  # a list: forecast_accuracy.run_cells joins them
 
 
@@ -131,17 +65,14 @@ def _summary(rows: list[dict], truths: dict[str, list[float]]) -> dict:
     table: dict = {}
     for name, truth in truths.items():
         reps = [r for r in rows if r["family"] == name]
-        solved = [r for r in reps if isinstance(r["range"], dict)]
         for i, n in enumerate(bon.ATTEMPTS_N):
             t = truth[i]
-            lo = np.array([r["range"]["low"][i] for r in solved])
-            hi = np.array([r["range"]["high"][i] for r in solved])
-            ours = [(r["rarecast"]["low"][i], r["rarecast"]["high"][i]) for r in solved]
+            lo = np.array([r["range"]["low"][i] for r in reps])
+            hi = np.array([r["range"]["high"][i] for r in reps])
+            ours = [(r["rarecast"]["low"][i], r["rarecast"]["high"][i]) for r in reps]
             width = hi - lo
             table.setdefault(name, {})[str(n)] = {
                 "truth": t,
-                "solved": len(solved) / len(reps),
-                "inaccurate": float(np.mean([not r["range"]["accurate"] for r in solved])),
                 "median_low": float(np.median(lo)),
                 "median_high": float(np.median(hi)),
                 "median_width": float(np.median(width)),
@@ -164,7 +95,7 @@ def _markdown(doc: dict) -> str:
         f"{a['repetitions']} repetitions per family (seeds {a['first_rep']} to "
         f"{a['first_rep'] + a['repetitions'] - 1}), {a['m']} queries per repetition ({a['pool_m']} for the real "
         f"pool), {a['attempts']} attempts per query: the counts of benchmarks/best_of_n.py. The **range** is "
-        "every ASR@N of a distribution of p (any shape, on a logit grid from p ~ 2e-9 to p ~ 1 - 5e-5) whose "
+        "every ASR@N of a distribution of p (any shape, on the fit's logit grid) whose "
         f"log-likelihood is within "
         f"{DROP:.3f} of the largest (a {LEVEL:.0%} profile-likelihood confidence interval with no shape "
         "assumed). **Truth position** is where the exact ASR@N lies in it (0: its low end, 1: its high end), "
@@ -183,15 +114,6 @@ def _markdown(doc: dict) -> str:
                 f"{e['rarecast_coverage']:.0%} | {e['rarecast_median_width']:.2f} | {e['rarecast_width_share']:.0%} | "
                 f"{e['rarecast_position']:.2f} |"
             )
-    first = {f: e[str(bon.ATTEMPTS_N[0])] for f, e in doc["table"].items()}
-    for key, what in (
-        ("solved", "the solver failed (left out above)"),
-        ("inaccurate", "Clarabel flagged a solve inaccurate (kept)"),
-    ):
-        shares = {f: 1 - e[key] if key == "solved" else e[key] for f, e in first.items()}
-        if any(shares.values()):
-            listed = ", ".join(f"{f} {r:.0%}" for f, r in shares.items() if r)
-            lines += ["", f"Repetitions where {what}: {listed}."]
     return "\n".join(lines + [""])
 
 
@@ -207,7 +129,6 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--out", type=Path, help="write the figures as one JSON object here")
     parser.add_argument("--markdown", type=Path, help="write the table as Markdown here")
     args = parser.parse_args(argv)
-    _cvxpy()
     start = time.time()
     names = list(bon.FAMILIES) + ["real-pool"]
     jobs = [

@@ -271,9 +271,12 @@ def test_cli_reports_asr_at_n_for_counts_and_refuses_logprobs(tmp_path):
     assert [r["attempts"] for r in best["forecasts"]] == [1e3, 1e4]
     assert np.allclose([r["forecast"] for r in best["forecasts"]], fit.attack_success_rate([1e3, 1e4]), rtol=1e-9)
     assert all(r["low"] <= r["forecast"] <= r["high"] for r in best["forecasts"]) and best["edf"] == fit.edf
+    counts_only = fit.counts_only_range([1e3, 1e4])
+    assert np.allclose([[r["counts_low"], r["counts_high"]] for r in best["forecasts"]], np.transpose(counts_only))
     assert best["note"] == INTERVAL_NOTE  # the benchmark's caveat travels with every interval it prints
     table = run_cli("forecast", str(counts), "--attempts", "1e3")
     assert table.returncode == 0 and "ASR@N" in table.stdout and "best-of-N 90% intervals covered" in table.stdout
+    assert "counts alone" in table.stdout
     logp = tmp_path / "l.jsonl"
     logp.write_text("".join(json.dumps({"logp": float(v)}) + "\n" for v in np.log(rng.beta(0.3, 30, 50))))
     refused = run_cli("forecast", str(logp), "--attempts", "1e3")

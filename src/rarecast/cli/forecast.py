@@ -48,7 +48,8 @@ def forecast(
         [],
         "--attempts",
         help="count data only: also forecast ASR@N, the share of queries that show the behavior "
-        "within N attempts each (repeatable, e.g. --attempts 1e3 --attempts 1e4)",
+        "within N attempts each, with its interval and the range the counts allow with no shape assumed "
+        "(counts alone; repeatable, e.g. --attempts 1e3 --attempts 1e4)",
     ),
 ) -> None:
     """Forecast worst-query risk, behavior frequency and aggregate risk at deployment scale."""

@@ -39,9 +39,15 @@ def print_best_of_n(best: dict, console: Console) -> None:
         title="best-of-N: share of queries broken within N attempts "
         f"(Beta with a smooth correction, {best['edf']:.1f} degrees of freedom)"
     )
-    for col in ("attempts N", "ASR@N", f"{best['forecasts'][0]['level']:.0%} interval"):
+    level = f"{best['forecasts'][0]['level']:.0%}"
+    for col in ("attempts N", "ASR@N", f"{level} interval", f"counts alone ({level}, any shape)"):
         table.add_column(col, justify="right")
     for row in best["forecasts"]:
-        table.add_row(f"{row['attempts']:.3g}", f"{row['forecast']:.3g}", f"{row['low']:.3g} to {row['high']:.3g}")
+        table.add_row(
+            f"{row['attempts']:.3g}",
+            f"{row['forecast']:.3g}",
+            f"{row['low']:.3g} to {row['high']:.3g}",
+            f"{row['counts_low']:.3g} to {row['counts_high']:.3g}",
+        )
     console.print(table)
     console.print(f"[yellow]note:[/yellow] {best['note']}", markup=True, highlight=False)
