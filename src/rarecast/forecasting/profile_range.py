@@ -10,18 +10,20 @@ assumed.
 Both steps are convex problems over the simplex of grid masses w, with g(w) = sum_d share_d log(L_d . w) the
 per-query log-likelihood (concave):
 
-* **the largest log-likelihood** (the nonparametric MLE) by Kelley's cutting planes: a linear program over w
-  and an epigraph variable, cut by the tangent planes of g, each new point found by an exact line search
-  towards the program's solution. The tangent plane at w also bounds max g from above by g(w) + max_j
-  dg/dw_j - 1, so the run stops with the maximum bracketed to within :data:`MLE_TOL`;
+* **the largest log-likelihood** (the nonparametric MLE) by :data:`EM_START` EM steps, then Kelley's cutting
+  planes: a linear program over w and an epigraph variable, cut by the tangent planes of g, each new point
+  found by an exact line search towards the program's solution. The tangent plane at w also bounds max g from
+  above by g(w) + max_j dg/dw_j - 1, so the run stops with the maximum bracketed to within :data:`MLE_TOL`;
 * **each end** by Veinott's supporting-hyperplane method: a linear program maximizes (or minimizes) v . w under
-  tangent planes of g taken where the segment from the MLE to the program's last solution leaves the feasible
-  set. The program's value bounds the end from outside and that boundary point from inside, so the run stops
+  tangent planes of g taken where the segment to the program's last solution leaves the feasible set; the
+  segment starts near the best feasible point so far (:data:`ANCHOR` of the way to the MLE).
+  The program's value bounds the end from outside and that boundary point from inside, so the run stops
   with the end bracketed to within :data:`END_TOL`; the outer bound is returned, and the MLE's lower bound sets
   the likelihood floor, so the range errs on the wide side.
 
-A generic conic solver (CVXPY with Clarabel) returned ends that broke the sum-to-one constraint by up to 4e-4
-and then stood 3e-3 outside the feasible set; the brackets here certify their own accuracy.
+A generic conic solver (CVXPY with Clarabel), tried first, returned on one benchmark repetition an end whose
+masses broke the sum-to-one constraint by 4e-4 and, renormalized, stood 3e-3 beyond the feasible set; the
+brackets here certify their own accuracy.
 
 >>> import numpy as np
 >>> from rarecast.forecasting.profile_range import profile_range
