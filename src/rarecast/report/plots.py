@@ -96,11 +96,14 @@ def scaling_plot(fit, result: ForecastResult) -> bytes:
 
 def attempts_plot(best, k: float) -> bytes:
     """ASR@N against attempts per query N (log x): the observed share of queries broken within M <= k attempts,
-    and the best-of-N fit's forecast with its interval band beyond. ``best`` is a :class:`~rarecast.BestOfNFit`."""
+    the best-of-N fit's forecast with its interval band beyond, and the range the counts allow with no shape
+    assumed (dashed; at 9 N, since each takes a few linear programs). ``best`` is a :class:`~rarecast.BestOfNFit`."""
     s = best.scores
     grid = np.logspace(0, np.log10(k) + 3, 80)
     line = np.asarray(best.attack_success_rate(grid))
     low, high = (np.asarray(v) for v in best.interval(grid))
+    sparse = np.logspace(0, np.log10(k) + 3, 9)
+    counts_low, counts_high = (np.asarray(v) for v in best.counts_only_range(sparse))
     seen = np.unique(np.round(np.logspace(0, np.log10(k), 20)))
     # share of queries with a success among M of their attempts, unbiased: 1 - C(k - s, M) / C(k, M)
     observed = [1 - np.mean(np.exp(_log_comb(s.trials - s.successes, M) - _log_comb(s.trials, M))) for M in seen]
@@ -109,6 +112,8 @@ def attempts_plot(best, k: float) -> bytes:
         grid, low, high, color=_BLUE, alpha=0.18, lw=0, label=f"90% interval ({best.n_draws} posterior draws)"
     )
     ax.plot(grid, line, color=_BLUE, lw=2, label=f"forecast ({best.edf:.1f} degrees of freedom)")
+    ax.plot(sparse, counts_low, color=_GREY, ls="--", lw=1, label="counts alone: 90% range, any shape of p")
+    ax.plot(sparse, counts_high, color=_GREY, ls="--", lw=1)
     ax.scatter(seen, observed, s=18, color="black", zorder=3, label="evaluation: share broken within N attempts")
     ax.axvline(k, color=_GREY, ls=":", lw=1)
     ax.set_xscale("log")
