@@ -11,7 +11,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import rarecast
@@ -104,6 +104,8 @@ def _write(data: bytes, suffix: str) -> Path:
 
 @FAST
 @given(data=st.binary(max_size=400), suffix=st.sampled_from([".jsonl", ".csv", ".txt", ".parquet"]))
+@example(data=b"\r\x00", suffix=".csv")  # a carriage return inside the header: once a raw csv.Error
+@example(data=b"prompt\na\rb\x00\n", suffix=".csv")  # the same in a row
 def test_query_loader_on_random_bytes(data, suffix) -> None:
     from rarecast.queries import Query, load_queries
 

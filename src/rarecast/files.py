@@ -46,7 +46,10 @@ def columns_of(path: Path) -> list[str] | None:
         return _parquet_table(path).column_names
     if suffix == ".csv":
         first = next(iter(utf8_lines(path)), "")
-        return next(csv.reader([first]), [])
+        try:
+            return next(csv.reader([first]), [])
+        except csv.Error as exc:  # e.g. a carriage return inside an unquoted field
+            raise InputError(f"bad CSV header: {exc}", file=str(path), row=1) from None
     return None
 
 
@@ -94,15 +97,16 @@ def _jsonl_rows(path: Path, lines: list[str]) -> Iterator[Row]:
 
 def _csv_rows(path: Path, lines: list[str]) -> Iterator[Row]:
     reader = csv.DictReader(lines)
-    if not reader.fieldnames:
-        raise InputError("empty CSV file (no header)", file=str(path), row=1)
     try:
+        if not reader.fieldnames:  # reads the header, which can itself be bad CSV
+            raise InputError("empty CSV file (no header)", file=str(path), row=1)
         for rec in reader:
             if None in rec:
                 raise InputError("more fields than the header has", file=str(path), row=reader.line_num)
             yield reader.line_num, {k: v for k, v in rec.items() if v not in (None, "")}
     except csv.Error as exc:
-        raise InputError(f"bad CSV: {exc}", file=str(path), row=reader.line_num) from None
+        # the reader counts the lines it has finished; the one it failed on is the next
+        raise InputError(f"bad CSV: {exc}", file=str(path), row=reader.line_num + 1) from None
 
 
 def _parquet_table(path: Path):

@@ -89,6 +89,8 @@ QUERIES: list[tuple[str, Content, int | None]] = [
     ("nul-bytes.jsonl", GOOD_QUERY + b"\x00" * 64 + b"\n", 2),
     ("wrong-columns.csv", b"text,label\nhello,1\n", 1),
     ("extra-fields.csv", b"id,prompt\na,hello\nb,hi,there\n", 3),
+    ("carriage-return-in-header.csv", b"id,pro\rmpt\na,hello\n", 1),
+    ("carriage-return-in-row.csv", b"id,prompt\na,hello\nb,hi\rthere\n", 3),
     ("empty.csv", b"", 1),
     ("header-only.csv", b"id,prompt\n", None),
     ("non-utf8.csv", b"id,prompt\na,hello\nb,\xff\xfe\n", 3),
