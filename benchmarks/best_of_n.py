@@ -288,8 +288,8 @@ def _markdown(doc: dict) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def add_count_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of the counts every best-of-N benchmark draws (and of its workers and outputs)."""
     parser.add_argument("--reps", type=int, default=50, help="repetitions per family")
     parser.add_argument(
         "--first-rep", type=int, default=0, help="seed of the first repetition (a later block is a held-out check)"
@@ -298,30 +298,28 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--pool-m", type=int, default=400, help="queries per repetition (real pool)")
     parser.add_argument("--attempts", type=int, default=100, help="attempts per query")
     parser.add_argument("--draws", type=int, default=1000, help="rarecast posterior draws per interval")
-    parser.add_argument(
-        "--bend-sd", type=float, default=BEND_SD, help="rarecast's prior sd of the bend below the knots (0: none)"
-    )
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--quick", action="store_true", help="5 repetitions (about a minute)")
     parser.add_argument("--out", type=Path, help="write the figures as one JSON object here")
     parser.add_argument("--markdown", type=Path, help="write the tables as Markdown here")
-    args = parser.parse_args(argv)
-    if args.quick:
-        args.reps = 5
-    _saber()
-    start = time.time()
+
+
+def run_repetitions(one, args: argparse.Namespace, *settings) -> tuple[list[dict], dict[str, list[float]]]:
+    """``one((family, rep, m, attempts, draws, *settings))`` on every family and repetition, with progress, and
+    the exact ASR@N of every family; the rows and the truths."""
     names = list(FAMILIES) + ["real-pool"]
     jobs = [
-        (f, r, args.pool_m if f == "real-pool" else args.m, args.attempts, args.draws, args.bend_sd)
+        (f, r, args.pool_m if f == "real-pool" else args.m, args.attempts, args.draws, *settings)
         for f in names
         for r in range(args.first_rep, args.first_rep + args.reps)
     ]
-    rows = fa.run_cells(_one, jobs, args.workers, unit="(family, repetition) pairs")
-    described = {**{f: d[0] for f, d in FAMILIES.items()}, "real-pool": _pool_family()[0]}
-    truths = {f: [family(f)[2](float(n)) for n in ATTEMPTS_N] for f in names}
-    table = _score(rows, truths)
-    doc = {
-        "command": "python benchmarks/best_of_n.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+    rows = fa.run_cells(one, jobs, args.workers, unit="(family, repetition) pairs")
+    return rows, {f: [family(f)[2](float(n)) for n in ATTEMPTS_N] for f in names}
+
+
+def record(script: str, argv: list[str] | None, args: argparse.Namespace, start: float, **settings) -> dict:
+    """Where a benchmark's figures came from: its command, machine, date, run time and settings."""
+    return {
+        "command": " ".join([f"python benchmarks/{script}", *(sys.argv[1:] if argv is None else argv)]),
         "machine": fa.machine_name(),
         "date": date.today().isoformat(),
         "seconds": time.time() - start,
@@ -332,20 +330,44 @@ def main(argv: list[str] | None = None) -> dict:
             "pool_m": args.pool_m,
             "attempts": args.attempts,
             "n_draws": args.draws,
-            "bend_sd": args.bend_sd,
+            **settings,
             "N": list(ATTEMPTS_N),
             "level": LEVEL,
         },
-        "families": described,
+    }
+
+
+def write(doc: dict, text: str, args: argparse.Namespace) -> None:
+    """Print the Markdown and write it and the JSON where the options say."""
+    print(text)
+    if args.out:
+        args.out.write_text(json.dumps(doc, indent=1) + "\n")
+    if args.markdown:
+        args.markdown.write_text(text)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    add_count_arguments(parser)
+    parser.add_argument(
+        "--bend-sd", type=float, default=BEND_SD, help="rarecast's prior sd of the bend below the knots (0: none)"
+    )
+    parser.add_argument("--quick", action="store_true", help="5 repetitions (about a minute)")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.reps = 5
+    _saber()
+    start = time.time()
+    rows, truths = run_repetitions(_one, args, args.bend_sd)
+    table = _score(rows, truths)
+    doc = {
+        **record("best_of_n.py", argv, args, start, bend_sd=args.bend_sd),
+        "families": {**{f: d[0] for f, d in FAMILIES.items()}, "real-pool": _pool_family()[0]},
         "truths": truths,
         "table": table,
         "goals": _goals(table),
     }
-    print(_markdown(doc))
-    if args.out:
-        args.out.write_text(json.dumps(doc, indent=1) + "\n")
-    if args.markdown:
-        args.markdown.write_text(_markdown(doc))
+    write(doc, _markdown(doc), args)
     return doc
 
 

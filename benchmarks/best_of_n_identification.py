@@ -19,10 +19,8 @@ interval around it.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
-from datetime import date
 from pathlib import Path
 
 import numpy as np
@@ -30,10 +28,9 @@ from scipy import stats
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import best_of_n as bon  # noqa: E402
-import forecast_accuracy as fa  # noqa: E402
 
 #: Level of the range and of rarecast's interval, and the log-likelihood drop the range allows.
-LEVEL = 0.9
+LEVEL = bon.LEVEL
 DROP = float(stats.chi2.ppf(LEVEL, 1)) / 2
 
 
@@ -119,50 +116,16 @@ def _markdown(doc: dict) -> str:
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--reps", type=int, default=50, help="repetitions per family")
-    parser.add_argument("--first-rep", type=int, default=0, help="seed of the first repetition")
-    parser.add_argument("--m", type=int, default=500, help="queries per repetition (synthetic families)")
-    parser.add_argument("--pool-m", type=int, default=400, help="queries per repetition (real pool)")
-    parser.add_argument("--attempts", type=int, default=100, help="attempts per query")
-    parser.add_argument("--draws", type=int, default=1000, help="rarecast posterior draws per interval")
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--out", type=Path, help="write the figures as one JSON object here")
-    parser.add_argument("--markdown", type=Path, help="write the table as Markdown here")
+    bon.add_count_arguments(parser)
     args = parser.parse_args(argv)
     start = time.time()
-    names = list(bon.FAMILIES) + ["real-pool"]
-    jobs = [
-        (f, r, args.pool_m if f == "real-pool" else args.m, args.attempts, args.draws)
-        for f in names
-        for r in range(args.first_rep, args.first_rep + args.reps)
-    ]
-    rows = fa.run_cells(_one, jobs, args.workers, unit="(family, repetition) pairs")
-    truths = {f: [bon.family(f)[2](float(n)) for n in bon.ATTEMPTS_N] for f in names}
+    rows, truths = bon.run_repetitions(_one, args)
     doc = {
-        "command": "python benchmarks/best_of_n_identification.py "
-        + " ".join(argv if argv is not None else sys.argv[1:]),
-        "machine": fa.machine_name(),
-        "date": date.today().isoformat(),
-        "seconds": time.time() - start,
-        "settings": {
-            "repetitions": args.reps,
-            "first_rep": args.first_rep,
-            "m": args.m,
-            "pool_m": args.pool_m,
-            "attempts": args.attempts,
-            "n_draws": args.draws,
-            "level": LEVEL,
-            "N": list(bon.ATTEMPTS_N),
-        },
+        **bon.record("best_of_n_identification.py", argv, args, start),
         "table": _summary(rows, truths),
         "rows": rows,
     }
-    if args.out:
-        args.out.write_text(json.dumps(doc, indent=1) + "\n")
-    text = _markdown(doc)
-    if args.markdown:
-        args.markdown.write_text(text)
-    print(text)
+    bon.write(doc, _markdown(doc), args)
     return doc
 
 
