@@ -640,8 +640,10 @@ def fit_best_of_n(
     knots, start = _knots(scores), _moment_beta(scores)
     model = _model(logit, knots, start)
     fits = _fit_smoothings(lik, model, SMOOTHINGS)
-    bent = _model(logit, knots, start, bend_sd) if bend_sd > 0 else model
-    bent_fits = _fit_smoothings(lik, bent, SMOOTHINGS) if bend_sd > 0 else fits
+    bent, bent_fits = model, fits
+    if bend_sd > 0:
+        bent = _model(logit, knots, start, bend_sd)
+        bent_fits = _fit_smoothings(lik, bent, SMOOTHINGS)
     if not all(f.converged for f in fits + bent_fits):
         raise ForecastError("the best-of-N fit did not converge; check the counts")
     log_w, acceptance = _draw(bent_fits, lik, bent, int(n_draws), seed)

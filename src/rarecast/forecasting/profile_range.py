@@ -36,6 +36,7 @@ True
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import NamedTuple
 
 import numpy as np
@@ -106,28 +107,27 @@ def max_loglik(lik: np.ndarray, share: np.ndarray) -> tuple[np.ndarray, float]:
     return w, _loglik(lik, share, w)[0]
 
 
-def _line_search(lik: np.ndarray, share: np.ndarray, w: np.ndarray, d: np.ndarray) -> float:
-    """The step s in [0, 1] that maximizes g(w + s d): bisection on the slope, which falls along the line."""
+def _bisect(holds: Callable[[float], bool]) -> float:
+    """The largest s in [0, 1] where ``holds`` (true from 0 up to some point, false after it), to 2^-60."""
     lo, hi = 0.0, 1.0
     for _ in range(60):
         mid = (lo + hi) / 2
-        if _loglik(lik, share, w + mid * d)[1] @ d > 0:
+        if holds(mid):
             lo = mid
         else:
             hi = mid
     return lo
 
 
+def _line_search(lik: np.ndarray, share: np.ndarray, w: np.ndarray, d: np.ndarray) -> float:
+    """The step s in [0, 1] that maximizes g(w + s d): where the slope, which falls along the line, turns."""
+    return _bisect(lambda s: bool(_loglik(lik, share, w + s * d)[1] @ d > 0))
+
+
 def _boundary(lik: np.ndarray, share: np.ndarray, floor: float, inside: np.ndarray, outside: np.ndarray) -> np.ndarray:
     """The point where the segment from ``inside`` (g above floor) to ``outside`` crosses g = floor."""
-    lo, hi = 0.0, 1.0
-    for _ in range(60):
-        mid = (lo + hi) / 2
-        if _loglik(lik, share, (1 - mid) * inside + mid * outside)[0] >= floor:
-            lo = mid
-        else:
-            hi = mid
-    return (1 - lo) * inside + lo * outside
+    s = _bisect(lambda s: _loglik(lik, share, (1 - s) * inside + s * outside)[0] >= floor)
+    return (1 - s) * inside + s * outside
 
 
 def _end(
