@@ -11,6 +11,9 @@ covered; MAE is over the splits where every setting and gumbel-ols fitted.
 
     .venv/bin/python benchmarks/prior_width.py 0.1 0.2 0.3 > docs/prior-width.log
     .venv/bin/python benchmarks/prior_width.py 0.2 k=0.1 k=0.25 > docs/tail-size.log
+    .venv/bin/python benchmarks/prior_width.py 0.2 prior_mean=-0.1 > docs/prior-centre.log
+    .venv/bin/python benchmarks/prior_width.py prior_mean=-0.1,prior_sd=0.1 prior_mean=-0.05,prior_sd=0.15 \
+        > docs/prior-centre-narrow.log
     .venv/bin/python benchmarks/prior_width.py scale_sd=Infinity scale_sd=0.7 --method binomial \
         --pools exponential-k100 exponential-k500 lognormal-k500 beta-k100 > docs/count-scale-prior.log
     .venv/bin/python benchmarks/prior_width.py shape_sd=0 shape_sd=0.1 shape_sd=0.2 --method binomial \
