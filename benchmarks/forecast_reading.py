@@ -11,11 +11,11 @@ gpd-bayes's posterior can be read three ways at n deployment queries:
 Each is scored, as forecast_accuracy.py scores the default, on that benchmark's own splits (its first
 ``--splits`` per (pool, m); the six exact synthetic families at m = 100 and 1,000 and every exact real pool at
 m = 100 and 300), at 100x and 1,000x, against the realized maximum of the deployment draw. gumbel-ols is
-scored beside them, and each reading's MAE is also given as a ratio to its MAE on the same splits.
+scored beside them, and each reading's MAE is also given as a ratio to gumbel-ols's on the same splits.
 
 A lower reading has the smaller error and underestimates more often, so the readings are also compared as
 forecast_accuracy.py's goal compares the default with gumbel-ols: each reading is widened into a family of
-forecasts (its q-quantile, with q from 0.5 to 0.99: of the deployment maximum under the mode's tail, of
+forecasts (its q-quantile, with q from 0.01 to 0.99: of the deployment maximum under the mode's tail, of
 Q_p(n) over the draws, or of the predictive maximum), and read at the one quantile q*, shared by every pool,
 that underestimates no more often than gumbel-ols does (pools weighted equally; refusals count as
 underestimates). A fourth family makes the three risks agree exactly: it treats the n deployment queries as
@@ -43,8 +43,9 @@ from rarecast.forecasting.risks import max_quantile_psi, worst_query_risk  # noq
 from rarecast.scores import p_from_psi  # noqa: E402
 
 READINGS = ["mode plug-in", "median of Q_p(n)", "predictive median", "gumbel-ols"]
-#: Each reading's one-parameter family: the q-quantile of the deployment maximum under the mode's tail, the
-#: q-quantile of Q_p(n) over the draws, and the q-quantile of the predictive distribution of the maximum.
+#: The one-parameter families compared at matched underestimation: the q-quantile of the deployment maximum
+#: under the mode's tail, of Q_p(n) over the draws, of the predictive maximum, and of the maximum of n queries
+#: drawn independently from the one-query predictive.
 FAMILY_LABELS = ["maximum under the mode", "Q_p(n) over the draws", "predictive maximum", "one-query predictive"]
 QUANTILES = np.round(np.r_[0.01, 0.05, 0.1, 0.2, 0.3, 0.4, np.arange(0.5, 0.96, 0.05), 0.97, 0.99], 2)
 LEVEL_ENDS = (0.05, 0.95)
