@@ -279,6 +279,13 @@ def pooled(table: list[dict], risk: str, multiple: int) -> dict[tuple[str, str],
     return out
 
 
+def matched_index(under: np.ndarray, target: float) -> int | None:
+    """The goal's rule: the first (smallest) quantile whose underestimation rate is at most ``target``
+    (gumbel-ols's), or None when none is; the tolerance absorbs equal rates averaged in different orders."""
+    hits = np.flatnonzero(under <= target + 1e-12)
+    return int(hits[0]) if hits.size else None
+
+
 def matched_quantile(rows: list[dict]) -> dict:
     """q*: the smallest shared quantile whose pooled underestimation is at most gumbel-ols's; MAE ratios there.
 
@@ -317,14 +324,13 @@ def matched_quantile(rows: list[dict]) -> dict:
         }
     target = float(np.mean([s["gumbel_under"] for s in stats.values()]))
     under = np.mean([s["default_under"] for s in stats.values()], axis=0)
-    ok = np.flatnonzero(under <= target + 1e-12)
+    i = matched_index(under, target)
     out = {
         "gumbel_ols_underestimation": target,
         "default_underestimation_by_quantile": dict(zip(map(float, QUANTILES), map(float, under))),
     }
-    if not ok.size:
+    if i is None:
         return {**out, "q_star": None}
-    i = int(ok[0])
     ratios = {p: float(s["default_mae"][i] / s["gumbel_mae"]) for p, s in stats.items()}
     return {
         **out,

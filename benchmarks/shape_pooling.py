@@ -162,11 +162,11 @@ def matched(rows: list[dict]) -> dict:
         target = np.mean([np.mean(np.nan_to_num(e, nan=-1) < 0) for e in err["gumbel-ols"]])
         for meth in METHODS[1:]:
             under = np.mean([np.mean(np.nan_to_num(e, nan=-1) < 0, axis=(0, 2)) for e in err[meth]], axis=0)
-            ok = np.flatnonzero(under <= target + 1e-12)
-            i = int(ok[0]) if ok.size else len(fa.QUANTILES) - 1
+            q_star = fa.matched_index(under, target)
+            i = len(fa.QUANTILES) - 1 if q_star is None else q_star
             ratio = [np.nanmean(np.abs(e[:, i])) / np.nanmean(np.abs(g)) for e, g in zip(err[meth], err["gumbel-ols"])]
             out.setdefault(group, {})[meth] = {
-                "q_star": float(fa.QUANTILES[i]) if ok.size else None,
+                "q_star": None if q_star is None else float(fa.QUANTILES[i]),
                 "underestimation": float(under[i]),
                 "gumbel_ols_underestimation": float(target),
                 "mae_ratio_geomean": float(np.exp(np.mean(np.log(ratio)))),
